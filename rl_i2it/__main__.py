@@ -1,0 +1,156 @@
+"""Command line: ``python -m rl_i2it train|eval|bench|baseline ...``.
+
+Errors a user can cause print one line (``rl_i2it: error: ...``) and exit with status 2, no traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import UserError
+
+__all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, like every other user error
+        raise UserError(f"{message} (see python -m rl_i2it {self.prog.split()[-1]} --help)")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m rl_i2it", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, required=True)
+
+    train = sub.add_parser("train", help="train a task and evaluate it")
+    train.add_argument("--task", default="digits", help="task name (digits, ...)")
+    train.add_argument("--preset", default="auto", help="auto (smoke if RL_I2IT_SMOKE=1, else course), smoke, "
+                                                        "course or paper")
+    train.add_argument("--run-dir", default=None, help="run directory (default runs/<task>/<preset>-seed<seed>)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--if-exists", default="error", help="error, resume or overwrite an existing run directory")
+    train.add_argument("--total-env-steps", type=int, default=None, help="override the preset's training length")
+    train.add_argument("--batch-size", type=int, default=None, help="override the learner batch")
+    train.add_argument("--num-envs", type=int, default=None, help="override the number of batched envs")
+    train.add_argument("--no-eval", action="store_true", help="skip the evaluation after training")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    _common(train)
+
+    evaluate = sub.add_parser("eval", help="evaluate a run with the task's pinned protocol")
+    evaluate.add_argument("--run-dir", required=True)
+    evaluate.add_argument("--pairs", default=None, help="an .npz with uint8 'moving' and 'fixed' (N, 28, 28)")
+    evaluate.add_argument("--steps", type=int, default=None, help="T, steps per episode (default: the config's)")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    _common(evaluate)
+
+    bench = sub.add_parser("bench", help="throughput and memory benchmark (prints JSON)")
+    bench.add_argument("--task", default="digits")
+    bench.add_argument("--preset", default="paper")
+    bench.add_argument("--batch", type=int, default=None, help="B, environments stepped together")
+    bench.add_argument("--batch-size", type=int, default=None, help="learner batch (default: the preset's)")
+    bench.add_argument("--seconds", type=float, default=3.0, help="time spent on each measurement")
+    bench.add_argument("--json", action="store_true", help="print JSON only (the default output is JSON too)")
+    _common(bench)
+
+    baseline = sub.add_parser("baseline", help="train and evaluate the one-step (no RL) baseline")
+    baseline.add_argument("--task", default="digits")
+    baseline.add_argument("--preset", default="auto")
+    baseline.add_argument("--seconds", type=float, required=True, help="wall-clock training budget")
+    baseline.add_argument("--seed", type=int, default=0)
+    baseline.add_argument("--out", default=None, help="write the evaluation JSON here")
+    _common(baseline)
+    return parser
+
+
+def _public(results: dict) -> dict:
+    return {k: v for k, v in results.items() if not k.startswith("_")}
+
+
+def _cmd_train(args) -> int:
+    from .checkpoint import atomic_write_text
+    from .config import make_config
+    from .train import Trainer
+
+    cfg = make_config(args.task, args.preset, seed=args.seed, total_env_steps=args.total_env_steps,
+                      batch_size=args.batch_size, num_envs=args.num_envs)
+    run_dir = Path(args.run_dir or f"runs/{cfg.task}/{cfg.preset}-seed{cfg.seed}")
+    trainer = Trainer(cfg, run_dir=run_dir, device=args.device, if_exists=args.if_exists)
+    trainer.train(progress=not args.quiet)
+    print(f"trained {cfg.task} [{cfg.preset}] to {trainer.env_steps} env steps in {trainer.wall_time:.1f} s")
+    if not args.no_eval:
+        results = _public(trainer.evaluate())
+        atomic_write_text(run_dir / "eval.json", json.dumps(results, indent=2))
+        print(f"eval: dice {results['dice_identity']:.3f} (identity) -> {results['dice_final']:.3f} "
+              f"after {results['protocol']['steps']} steps; written to {run_dir / 'eval.json'}")
+    print(f"run directory: {run_dir}")
+    return 0
+
+
+def _cmd_eval(args) -> int:
+    from .train import load_run
+
+    trainer = load_run(args.run_dir, device=args.device)
+    pairs = None
+    if args.pairs:
+        from .tasks.digits import load_pairs_file
+
+        pairs = load_pairs_file(args.pairs)
+    if args.steps is not None and args.steps < 1:
+        raise UserError(f"--steps must be >= 1; got {args.steps}")
+    results = _public(trainer.evaluate(steps=args.steps, pairs=pairs, pairs_file=args.pairs))
+    if args.json:
+        print(json.dumps(results))
+    else:
+        print(json.dumps(results["protocol"], indent=2))
+        for name, block in (("default", results), ("strict", results["strict"]),
+                            ("same_class", results.get("same_class"))):
+            if block:
+                print(f"{name:>10}: dice {block['dice_identity']:.3f} -> {block['dice_final']:.3f}, "
+                      f"folding {100 * block['folding_fraction']:.2f} %")
+    return 0
+
+
+def _cmd_bench(args) -> int:
+    from .bench import run_benchmark
+
+    print(json.dumps(run_benchmark(args.task, args.preset, batch=args.batch, batch_size=args.batch_size,
+                                   device=args.device, seconds=args.seconds)))
+    return 0
+
+
+def _cmd_baseline(args) -> int:
+    from .baselines import train_one_step_baseline
+    from .config import make_config
+
+    cfg = make_config(args.task, args.preset, seed=args.seed)
+    results = _public(train_one_step_baseline(cfg, seconds=args.seconds, device=args.device))
+    text = json.dumps(results)
+    if args.out:
+        from .checkpoint import atomic_write_text
+
+        atomic_write_text(Path(args.out), text)
+    print(text)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return {"train": _cmd_train, "eval": _cmd_eval, "bench": _cmd_bench, "baseline": _cmd_baseline}[
+            args.command](args)
+    except UserError as error:
+        print(f"rl_i2it: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("rl_i2it: interrupted; the last checkpoint is intact (resume with --if-exists resume)",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Neural-network building blocks: pure functions (`functional`) and shared conv blocks (`blocks`)."""

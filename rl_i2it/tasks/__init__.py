@@ -1,0 +1,27 @@
+"""Tasks: an env + networks + auxiliary loss + metrics, one file per paper task, and a registry.
+
+``make_task(cfg, device)`` builds the task a config names. A later task plugs in with
+``register_task(name, cls)`` (and ``config.register_config``) without touching the CLI.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..config import TrainConfig
+from ..errors import UserError
+from .base import Task
+from .digits import DigitsTask
+
+__all__ = ["Task", "DigitsTask", "TASKS", "register_task", "make_task"]
+
+TASKS: dict[str, type[Task]] = {"digits": DigitsTask}
+
+
+def register_task(name: str, cls: type[Task]) -> None:
+    TASKS[name] = cls
+
+
+def make_task(cfg: TrainConfig, device: torch.device | str = "cpu") -> Task:
+    if cfg.task not in TASKS:
+        raise UserError(f"unknown task {cfg.task!r}; choose one of: {', '.join(sorted(TASKS))}")
+    return TASKS[cfg.task](cfg, torch.device(device))

@@ -1,0 +1,55 @@
+"""The Task contract: what the trainer, evaluator and benchmark need from every paper task.
+
+============================================  =========================================================
+member                                        meaning
+============================================  =========================================================
+``env``                                       the batched training env (``envs/``)
+``planner``, ``actor``, ``critic``            the networks (``critic`` is a ``TwinCritic``)
+``extra_modules``                             e.g. discriminators: saved and restored with the rest
+``transition_spec()``                         name -> (shape, dtype) of what one stored transition holds
+``pack(obs, plan, reward, terminated,``       the dict the replay buffer stores, ``(B, ...)`` tensors
+``next_obs)``
+``unpack(stored)``                            -> dict with ``obs``, ``next_obs``, ``plan``, ``reward``,
+                                              ``terminated`` as the learner needs them
+``aux_loss(batch, plan, action)``             ``(loss, logs)``: the task's auxiliary loss through the
+                                              env's own transition; trains actor and planner
+``evaluate(planner, actor, **kw)``            the task's pinned evaluation protocol -> a JSON-able dict
+============================================  =========================================================
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..config import TrainConfig
+
+__all__ = ["Task"]
+
+
+class Task:
+    name = ""
+    cfg: TrainConfig
+    device: torch.device
+    planner: nn.Module
+    actor: nn.Module
+    critic: nn.Module
+    extra_modules: dict[str, nn.Module] = {}
+
+    def transition_spec(self) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+        raise NotImplementedError
+
+    def pack(self, obs, plan, reward, terminated, next_obs) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def unpack(self, stored: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def aux_loss(self, batch: dict[str, torch.Tensor], plan: torch.Tensor, action: torch.Tensor):
+        raise NotImplementedError
+
+    def evaluate(self, planner: nn.Module, actor: nn.Module, **kwargs) -> dict:
+        raise NotImplementedError
+
+    def parameter_counts(self) -> dict[str, int]:
+        modules = {"planner": self.planner, "actor": self.actor, "critic": self.critic, **self.extra_modules}
+        return {name: sum(p.numel() for p in m.parameters()) for name, m in modules.items()}

@@ -1,0 +1,127 @@
+"""MNIST digit transformation (the paper's first task): deform one digit into another, step by step.
+
+Training pairs come from the train split, evaluation pairs from the test split. The pinned evaluation
+protocol (``DigitsTask.PROTOCOL``) is the authors': (moving, fixed) with independently drawn labels,
+a fixed seed, T deterministic steps, Dice of the masks ``> 0``; also a strict Dice (``> 127``, half
+intensity) and a same-class table.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..config import DigitsConfig
+from ..data.mnist import load_mnist
+from ..errors import UserError
+from ..evaluate import registration_metrics, rollout_registration
+from .registration import RegistrationTask
+
+__all__ = ["DigitsTask", "DigitPairs", "evaluation_pairs", "load_pairs_file", "EVAL_SEED"]
+
+EVAL_SEED = 2024
+
+
+class DigitPairs:
+    """Draws (moving, fixed) pairs of digits with independent uniform indices (so labels are independent)."""
+
+    def __init__(self, images: torch.Tensor):
+        self.images = images.unsqueeze(1)  # (N, 1, 28, 28) uint8, on the training device
+        self.image_shape = tuple(images.shape[1:])
+
+    def sample(self, n: int, generator: torch.Generator):
+        index = torch.randint(0, self.images.shape[0], (2, n), device=self.images.device, generator=generator)
+        return self.images[index[0]], self.images[index[1]]
+
+
+def evaluation_pairs(images: torch.Tensor, labels: torch.Tensor, n: int, same_class: bool = False,
+                     seed: int = EVAL_SEED) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` (moving, fixed) test pairs from a fixed seed: uint8 ``(n, 1, 28, 28)`` each, on the CPU."""
+    generator = torch.Generator().manual_seed(seed)
+    fixed_index = torch.randint(0, len(images), (n,), generator=generator)
+    if same_class:
+        moving_index = torch.empty_like(fixed_index)
+        for k, j in enumerate(fixed_index.tolist()):
+            candidates = torch.nonzero(labels == labels[j]).flatten()
+            moving_index[k] = candidates[torch.randint(0, len(candidates), (1,), generator=generator)]
+    else:
+        moving_index = torch.randint(0, len(images), (n,), generator=generator)
+    return images[moving_index].unsqueeze(1), images[fixed_index].unsqueeze(1)
+
+
+def load_pairs_file(path) -> tuple[torch.Tensor, torch.Tensor]:
+    """Read ``moving`` and ``fixed`` (uint8, ``(N, 28, 28)``) from an ``.npz``; one-line errors otherwise."""
+    import zipfile
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except FileNotFoundError:
+        raise UserError(f"pairs file {path} does not exist; pass an .npz with uint8 arrays 'moving' and 'fixed'")
+    except (zipfile.BadZipFile, ValueError, OSError) as error:
+        raise UserError(f"pairs file {path} is not a readable .npz ({error}); save it with "
+                        f"numpy.savez(path, moving=..., fixed=...)")
+    missing = [k for k in ("moving", "fixed") if k not in arrays]
+    if missing:
+        raise UserError(f"pairs file {path} lacks {missing} (has {sorted(arrays)}); it needs uint8 arrays "
+                        f"'moving' and 'fixed' of shape (N, 28, 28)")
+    for key in ("moving", "fixed"):
+        value = arrays[key]
+        if value.dtype != np.uint8:
+            if np.issubdtype(value.dtype, np.floating) and np.isnan(value).any():
+                raise UserError(f"pairs file {path}: '{key}' contains NaN; it must be uint8 in 0..255")
+            raise UserError(f"pairs file {path}: '{key}' has dtype {value.dtype}; convert it with "
+                            f".astype(numpy.uint8) (values 0..255)")
+        if value.ndim != 3 or value.shape[1:] != (28, 28) or value.shape[0] == 0:
+            raise UserError(f"pairs file {path}: '{key}' has shape {value.shape}; expected (N, 28, 28) with N >= 1")
+    if arrays["moving"].shape[0] != arrays["fixed"].shape[0]:
+        raise UserError(f"pairs file {path}: 'moving' has {arrays['moving'].shape[0]} images but 'fixed' has "
+                        f"{arrays['fixed'].shape[0]}; they must pair up one to one")
+    return (torch.from_numpy(arrays["moving"]).unsqueeze(1), torch.from_numpy(arrays["fixed"]).unsqueeze(1))
+
+
+class DigitsTask(RegistrationTask):
+    name = "digits"
+
+    def __init__(self, cfg: DigitsConfig, device: torch.device):
+        train = load_mnist("train", cfg.data_source)
+        self.data_source = train.source
+        super().__init__(cfg, device, DigitPairs(train.images.to(device)))
+
+    def protocol(self, steps: int | None = None, n_pairs: int | None = None, pairs_file=None) -> dict:
+        cfg = self.cfg
+        return {
+            "pairs": str(pairs_file) if pairs_file else f"{n_pairs or cfg.eval_pairs} test-split pairs, seed {EVAL_SEED}",
+            "pair_labels": "as given" if pairs_file else "independent uniform draws (mostly cross-class)",
+            "steps": steps or cfg.eval_steps,
+            "policy": "deterministic (plan mean)",
+            "dice_mask": "> 0 (the authors')",
+            "strict_dice_mask": "> 127 (half intensity)",
+            "data_source": self.data_source,
+        }
+
+    def evaluate(self, planner, actor, steps: int | None = None, n_pairs: int | None = None,
+                 pairs: tuple[torch.Tensor, torch.Tensor] | None = None, pairs_file=None) -> dict:
+        """The pinned protocol; ``pairs`` (uint8 ``(N, 1, 28, 28)`` each) replaces the test pairs."""
+        cfg = self.cfg
+        steps = steps or cfg.eval_steps
+        n_pairs = n_pairs or cfg.eval_pairs
+        results: dict = {"protocol": self.protocol(steps, n_pairs, pairs_file)}
+
+        def run(moving, fixed):
+            env = self.make_env(self.env.sampler, len(moving), auto_reset=False)
+            return rollout_registration(planner, actor, env, moving.to(self.device), fixed.to(self.device), steps)
+
+        if pairs is None:
+            test = load_mnist("test", cfg.data_source)
+            pairs = evaluation_pairs(test.images, test.labels, n_pairs)
+            same = run(*evaluation_pairs(test.images, test.labels, n_pairs, same_class=True))
+            results_same = registration_metrics(same, 0)
+        else:
+            results_same = None
+        rollout = run(*pairs)
+        results.update(registration_metrics(rollout, 0))
+        results["strict"] = registration_metrics(rollout, 127)
+        if results_same is not None:
+            results["same_class"] = results_same
+        results["_rollout"] = rollout
+        return results

@@ -1,0 +1,65 @@
+"""A registration task (digits now; brain MRI later): state [fixed, moved], action a flow field.
+
+Auxiliary loss: ``-NCC(fixed, moved ∘ step flow) + smooth_weight * smoothness(step flow)``, through the
+same ``warp`` the env applies. The buffer stores the fixed image once per transition (it does not change
+within an episode) and the moved image before and after the step, all uint8.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..actor import Actor
+from ..critic import TwinCritic, make_target
+from ..envs.registration import PairSampler, RegistrationEnv
+from ..nn.functional import ncc, smoothness_loss, warp
+from ..planner import Planner
+from .base import Task
+
+__all__ = ["RegistrationTask"]
+
+
+class RegistrationTask(Task):
+    """Builds the env and networks of a registration config (fields as ``DigitsConfig``)."""
+
+    def __init__(self, cfg, device: torch.device, train_sampler: PairSampler):
+        self.cfg, self.device = cfg, device
+        self.image_shape = tuple(train_sampler.image_shape)
+        self.env = self.make_env(train_sampler, cfg.num_envs, auto_reset=True, seed=cfg.seed)
+        self.planner = Planner(2, self.image_shape, cfg.planner_widths, cfg.plan_channels).to(device)
+        self.actor = Actor(self.planner, out_channels=len(self.image_shape), head="flow",
+                           max_step=cfg.max_step).to(device)
+        self.critic = TwinCritic(self.planner, cfg.critic_widths).to(device)
+        self.critic_target = make_target(self.critic)
+        self.extra_modules = {}
+
+    def make_env(self, sampler, num_envs: int, auto_reset: bool, seed: int = 0) -> RegistrationEnv:
+        cfg = self.cfg
+        return RegistrationEnv(sampler, num_envs, cfg.max_episode_steps, reward_mode=cfg.reward_mode,
+                               reward_scale=cfg.reward_scale, done_bonus=cfg.done_bonus,
+                               dice_threshold=cfg.dice_threshold, auto_reset=auto_reset, device=self.device,
+                               seed=seed)
+
+    # ------------------------------------------------------------------ replay
+    def transition_spec(self):
+        image = ((1, *self.image_shape), torch.uint8)
+        return {"fixed": image, "moved": image, "next_moved": image,
+                "plan": ((self.planner.plan_dim,), torch.float32),
+                "reward": ((), torch.float32), "terminated": ((), torch.bool)}
+
+    def pack(self, obs, plan, reward, terminated, next_obs):
+        return {"fixed": obs[:, :1], "moved": obs[:, 1:], "next_moved": next_obs[:, 1:], "plan": plan,
+                "reward": reward, "terminated": terminated}
+
+    def unpack(self, stored):
+        return {"obs": torch.cat([stored["fixed"], stored["moved"]], 1),
+                "next_obs": torch.cat([stored["fixed"], stored["next_moved"]], 1),
+                "plan": stored["plan"], "reward": stored["reward"], "terminated": stored["terminated"]}
+
+    # ------------------------------------------------------------------ learning
+    def aux_loss(self, batch, plan, action):
+        obs = batch["obs"].float() / 255.0
+        fixed, moved = obs[:, :1], obs[:, 1:]
+        similarity = ncc(fixed, warp(moved, action), window=self.cfg.ncc_window).mean()
+        smooth = smoothness_loss(action)
+        loss = -similarity + self.cfg.smooth_weight * smooth
+        return loss, {"aux_ncc": similarity.detach(), "aux_smooth": smooth.detach()}

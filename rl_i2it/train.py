@@ -1,0 +1,355 @@
+"""The training loop: collect a batched step -> store it -> update at the configured replay ratio.
+
+Read it top to bottom: ``Trainer.__init__`` (run directory, seeding, networks, optimisers, buffer),
+``collect`` (one env step for B episodes), ``update`` (one SAC + auxiliary update), ``train`` (the loop,
+logging and checkpoints), ``evaluate``. Nothing in the hot loop copies to the host: statistics stay
+on the device and are read once per log row.
+
+Run directory ``runs/<task>/<name>/``: ``config.yaml``, ``metrics.jsonl``, ``checkpoint.pt`` (atomic),
+``eval.json`` and ``figures/``. ``if_exists``: ``error`` (refuse to touch an existing run), ``resume``
+(continue it exactly from its checkpoint; a finished run is reused), ``overwrite`` (start afresh).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from . import sac
+from .buffer import ReplayBuffer
+from .checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
+from .config import TrainConfig, from_yaml, to_yaml
+from .errors import UserError
+from .tasks import make_task
+
+__all__ = ["Trainer", "load_run", "resolve_device", "IF_EXISTS"]
+
+IF_EXISTS = ("error", "resume", "overwrite")
+CHECKPOINT = "checkpoint.pt"
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; a CUDA request without CUDA is an error."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise UserError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device {device!r} requested but CUDA is not available here; use --device cpu or auto")
+    if resolved.type not in ("cpu", "cuda"):
+        raise UserError(f"unsupported device {device!r}; use auto, cpu, cuda or cuda:N")
+    return resolved
+
+
+class Trainer:
+    """Trains one task; owns the run directory.
+
+    Parameters
+    ----------
+    cfg : a task config (``make_config``)
+    run_dir : where config, metrics and checkpoints go; ``None`` trains in memory only (tests, benchmarks)
+    device : ``auto``, ``cpu``, ``cuda`` or ``cuda:N``
+    if_exists : what to do when ``run_dir`` already holds a run: ``error``, ``resume`` or ``overwrite``
+    """
+
+    def __init__(self, cfg: TrainConfig, run_dir: str | Path | None = None, device: str = "auto",
+                 if_exists: str = "error"):
+        if if_exists not in IF_EXISTS:
+            raise UserError(f"unknown --if-exists {if_exists!r}; choose one of {', '.join(IF_EXISTS)}")
+        self.device = resolve_device(device)
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        resume_state = self._prepare_run_dir(cfg, if_exists) if self.run_dir is not None else None
+        if resume_state is not None:
+            cfg = from_yaml(resume_state["config"])
+        self.cfg = cfg
+
+        torch.manual_seed(cfg.seed)
+        self.task = make_task(cfg, self.device)
+        t = self.task
+        self.planner, self.actor, self.critic, self.critic_target = t.planner, t.actor, t.critic, t.critic_target
+        wd = cfg.weight_decay
+        self.optimisers = {
+            "planner": torch.optim.Adam(self.planner.parameters(), lr=cfg.lr_planner, weight_decay=wd),
+            "actor": torch.optim.Adam(self.actor.parameters(), lr=cfg.lr_actor, weight_decay=wd),
+            "critic": torch.optim.Adam(self.critic.parameters(), lr=cfg.lr_critic, weight_decay=wd),
+        }
+        self.log_alpha = torch.tensor(float(cfg.init_log_alpha), device=self.device, requires_grad=True)
+        self.optimisers["alpha"] = torch.optim.Adam([self.log_alpha], lr=cfg.lr_alpha)
+        self.target_entropy = sac.target_entropy(self.planner.plan_dim, cfg.target_entropy_per_dim)
+        self.buffer = ReplayBuffer(cfg.buffer_capacity, t.transition_spec(), self.device)
+        self.replay_generator = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
+
+        self.env_steps = 0
+        self.updates = 0
+        self.update_credit = 0.0
+        self.obs = t.env.reset(seed=cfg.seed)
+        self.stats = self._zero_stats()
+        self.wall_time = 0.0
+        if resume_state is not None:
+            self._load_state(resume_state)
+        elif self.run_dir is not None:
+            atomic_write_text(self.run_dir / "config.yaml", to_yaml(cfg))
+
+    # ------------------------------------------------------------------ run directory
+    def _prepare_run_dir(self, cfg: TrainConfig, if_exists: str) -> dict | None:
+        run_dir = self.run_dir
+        exists = run_dir.exists() and any(run_dir.iterdir())
+        if run_dir.exists() and not run_dir.is_dir():
+            raise UserError(f"run directory {run_dir} is a file; pass another --run-dir")
+        if not exists:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            return None
+        if if_exists == "error":
+            raise UserError(f"run directory {run_dir} already exists; pass --if-exists resume to continue it or "
+                            f"--if-exists overwrite to replace it")
+        if if_exists == "overwrite":
+            shutil.rmtree(run_dir)
+            run_dir.mkdir(parents=True)
+            return None
+        checkpoint = run_dir / CHECKPOINT
+        if not checkpoint.exists():  # an interrupted start before the first checkpoint: nothing to keep
+            shutil.rmtree(run_dir)
+            run_dir.mkdir(parents=True)
+            return None
+        state = load_checkpoint(checkpoint, map_location=self.device)
+        stored = from_yaml(state["config"])
+        different = {k for k in cfg.__dataclass_fields__ if getattr(cfg, k) != getattr(stored, k)}
+        different -= {"total_env_steps"}  # extending a finished run is allowed
+        if different:
+            raise UserError(f"run directory {run_dir} holds a run with a different config "
+                            f"({', '.join(sorted(different))} differ); use another --run-dir or --if-exists overwrite")
+        state["config"] = to_yaml(stored.__class__(**{**stored.__dict__, "total_env_steps": cfg.total_env_steps}))
+        return state
+
+    # ------------------------------------------------------------------ statistics (device-resident)
+    def _zero_stats(self) -> dict[str, torch.Tensor]:
+        names = ("critic_loss", "actor_loss", "aux_loss", "alpha", "q", "log_prob", "kl", "aux_ncc",
+                 "aux_smooth", "updates", "episodes", "episode_score", "episode_initial_score", "episode_steps",
+                 "reward")
+        return {name: torch.zeros((), device=self.device) for name in names}
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        return self.log_alpha.detach().exp()
+
+    # ------------------------------------------------------------------ collect
+    @torch.no_grad()
+    def collect(self, random_plan: bool = False) -> None:
+        """One batched env step with plans sampled from the planner; the transitions go to the buffer."""
+        dist, skips, _ = self.planner(self.obs)
+        plan = dist.sample()
+        action = self.actor(plan, skips)
+        next_obs, reward, terminated, truncated, info = self.task.env.step(action)
+        self.buffer.add(self.task.pack(self.obs, plan, reward, terminated, info["final_obs"]))
+        done = info["done"].float()
+        s = self.stats
+        s["episodes"] += done.sum()
+        s["episode_score"] += (done * info["score"]).sum()
+        s["episode_initial_score"] += (done * info["initial_score"]).sum()
+        s["episode_steps"] += (done * info["steps"]).sum()
+        s["reward"] += reward.mean()
+        self.obs = next_obs
+        self.env_steps += self.task.env.num_envs
+
+    # ------------------------------------------------------------------ update
+    def update(self) -> None:
+        """One learner update: critics on the TD target, then planner + actor on SAC + auxiliary loss."""
+        cfg, opt = self.cfg, self.optimisers
+        batch = self.task.unpack(self.buffer.sample(cfg.batch_size, self.replay_generator))
+        obs, alpha = batch["obs"], self.alpha
+
+        with torch.no_grad():
+            next_dist, _, _ = self.planner(batch["next_obs"])
+            next_plan = next_dist.sample()
+            next_q1, next_q2 = self.critic_target(batch["next_obs"], next_plan)
+            target = sac.td_target(batch["reward"], batch["terminated"], next_q1, next_q2,
+                                   next_dist.log_prob(next_plan), alpha, cfg.gamma)
+        q1, q2 = self.critic(obs, batch["plan"])
+        critic_loss = sac.critic_loss(q1, q2, target)
+        self._step([opt["critic"]], critic_loss, self.critic.parameters())
+
+        dist, skips, _ = self.planner(obs)
+        plan = dist.rsample()
+        log_prob = dist.log_prob(plan)
+        aux_loss, aux_logs = self.task.aux_loss(batch, plan, self.actor(plan, skips))
+        kl = sac.kl_to_standard_normal(dist).mean()
+        loss = cfg.aux_weight * aux_loss + cfg.kl_weight * kl
+        s = self.stats
+        if self.updates % cfg.actor_every == 0:
+            # the authors' bug, kept for teaching: sample() instead of rsample() cuts -Q off the planner
+            critic_plan = plan.detach() if cfg.detach_plan_grad else plan
+            self.critic.requires_grad_(False)
+            pq1, pq2 = self.critic(obs, critic_plan)
+            self.critic.requires_grad_(True)
+            actor_loss = sac.actor_loss(pq1, pq2, log_prob, alpha)
+            loss = loss + cfg.rl_weight * actor_loss
+            self._step([opt["alpha"]], sac.alpha_loss(self.log_alpha, log_prob, self.target_entropy), None)
+            s["actor_loss"] += actor_loss.detach()
+        self._step([opt["planner"], opt["actor"]], loss,
+                   list(self.planner.parameters()) + list(self.actor.parameters()))
+        sac.soft_update(self.critic_target, self.critic, cfg.tau)
+
+        self.updates += 1
+        s["updates"] += 1
+        s["critic_loss"] += critic_loss.detach()
+        s["aux_loss"] += aux_loss.detach()
+        s["alpha"] += alpha
+        s["q"] += q1.detach().mean()
+        s["log_prob"] += log_prob.detach().mean()
+        s["kl"] += kl.detach()
+        for name, value in aux_logs.items():
+            if name in s:
+                s[name] += value
+
+    def _step(self, optimisers, loss, parameters) -> None:
+        for o in optimisers:
+            o.zero_grad(set_to_none=True)
+        loss.backward()
+        if parameters is not None and self.cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(parameters, self.cfg.grad_clip)
+        for o in optimisers:
+            o.step()
+
+    # ------------------------------------------------------------------ the loop
+    def train(self, until_env_steps: int | None = None, progress: bool = False) -> list[dict]:
+        """Collect and update until ``until_env_steps`` (default: the config's total); returns new log rows."""
+        cfg = self.cfg
+        until = cfg.total_env_steps if until_env_steps is None else min(until_env_steps, cfg.total_env_steps)
+        rows: list[dict] = []
+        bar = None
+        if progress and self.env_steps < until:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=until, initial=self.env_steps, unit="step", desc=f"{cfg.task} [{cfg.preset}]")
+        started = time.perf_counter()
+        last_log = self.env_steps
+        while self.env_steps < until:
+            before = self.env_steps
+            self.collect()
+            if self.env_steps >= cfg.bootstrap_env_steps:
+                self.update_credit += cfg.replay_ratio * self.task.env.num_envs / cfg.batch_size
+                while self.update_credit >= 1.0:
+                    self.update_credit -= 1.0
+                    self.update()
+            if bar is not None:
+                bar.update(self.env_steps - before)
+            if self.env_steps // cfg.log_every_env_steps > before // cfg.log_every_env_steps or self.env_steps >= until:
+                now = time.perf_counter()
+                self.wall_time += now - started
+                row = self._log_row(self.env_steps - last_log, now - started)
+                started, last_log = now, self.env_steps
+                rows.append(row)
+                if bar is not None:
+                    bar.set_postfix(score=f"{row.get('episode_score', float('nan')):.3f}")
+            if self.run_dir is not None and (
+                    self.env_steps // cfg.checkpoint_every_env_steps > before // cfg.checkpoint_every_env_steps
+                    or self.env_steps >= until):
+                self.save()
+        if bar is not None:
+            bar.close()
+        return rows
+
+    def _log_row(self, env_steps: int, seconds: float) -> dict:
+        s = {k: v.item() for k, v in self.stats.items()}
+        row: dict = {"env_steps": self.env_steps, "updates": self.updates}
+        n_updates, n_episodes = s.pop("updates"), s.pop("episodes")
+        n_actor = max(1, round(n_updates / self.cfg.actor_every))
+        for name in ("critic_loss", "aux_loss", "alpha", "q", "log_prob", "kl", "aux_ncc", "aux_smooth"):
+            row[name] = s[name] / n_updates if n_updates else None
+        row["actor_loss"] = s["actor_loss"] / n_actor if n_updates else None
+        row["episodes"] = int(n_episodes)
+        for name in ("episode_score", "episode_initial_score", "episode_steps"):
+            row[name] = s[name] / n_episodes if n_episodes else None
+        row["reward_per_step"] = s["reward"] / max(1, env_steps // self.task.env.num_envs)
+        row["wall_time_s"] = round(self.wall_time, 3)
+        row["env_steps_per_s"] = round(env_steps / seconds, 1) if seconds > 0 else None
+        self.stats = self._zero_stats()
+        if self.run_dir is not None:
+            with open(self.run_dir / "metrics.jsonl", "a") as handle:
+                handle.write(json.dumps(row) + "\n")
+        return row
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict:
+        rng = {"torch": torch.get_rng_state(), "replay": self.replay_generator.get_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        networks = {"planner": self.planner, "actor": self.actor, "critic": self.critic,
+                    "critic_target": self.critic_target, **self.task.extra_modules}
+        return {
+            "config": to_yaml(self.cfg),
+            "networks": {name: m.state_dict() for name, m in networks.items()},
+            "optimisers": {name: o.state_dict() for name, o in self.optimisers.items()},
+            "log_alpha": self.log_alpha.detach().clone(),
+            "rng": rng,
+            "env": self.task.env.state_dict(),
+            "obs": self.obs.clone(),
+            "counters": {"env_steps": self.env_steps, "updates": self.updates, "update_credit": self.update_credit,
+                         "wall_time": self.wall_time},
+            "stats": {k: v.clone() for k, v in self.stats.items()},
+            "buffer": self.buffer.state_dict() if self.cfg.save_buffer else None,
+            "parameter_counts": self.task.parameter_counts(),
+        }
+
+    def save(self) -> Path:
+        path = self.run_dir / CHECKPOINT
+        save_checkpoint(path, self.state_dict())
+        return path
+
+    def _load_state(self, state: dict) -> None:
+        networks = {"planner": self.planner, "actor": self.actor, "critic": self.critic,
+                    "critic_target": self.critic_target, **self.task.extra_modules}
+        for name, module in networks.items():
+            module.load_state_dict(state["networks"][name])
+        for name, optimiser in self.optimisers.items():
+            optimiser.load_state_dict(state["optimisers"][name])
+        with torch.no_grad():
+            self.log_alpha.copy_(state["log_alpha"])
+        torch.set_rng_state(state["rng"]["torch"])
+        self.replay_generator.set_state(state["rng"]["replay"])
+        if "cuda" in state["rng"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+        self.task.env.load_state_dict(state["env"])
+        self.obs = state["obs"].to(self.device)
+        counters = state["counters"]
+        self.env_steps, self.updates = counters["env_steps"], counters["updates"]
+        self.update_credit, self.wall_time = counters["update_credit"], counters["wall_time"]
+        self.stats = {k: v.to(self.device) for k, v in state["stats"].items()}
+        if state["buffer"] is not None:
+            self.buffer.load_state_dict(state["buffer"])
+        self._trim_metrics()
+
+    def _trim_metrics(self) -> None:
+        """Drop log rows written after the checkpoint, so a resumed run's log has no duplicates."""
+        path = self.run_dir / "metrics.jsonl"
+        if not path.exists():
+            return
+        rows = [line for line in path.read_text().splitlines()
+                if line.strip() and json.loads(line)["env_steps"] <= self.env_steps]
+        atomic_write_text(path, "".join(row + "\n" for row in rows))
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, **kwargs) -> dict:
+        return self.task.evaluate(self.planner, self.actor, **kwargs)
+
+    @property
+    def finished(self) -> bool:
+        return self.env_steps >= self.cfg.total_env_steps
+
+
+def load_run(run_dir: str | Path, device: str = "auto") -> Trainer:
+    """Open a finished or interrupted run for evaluation (or further training)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"run directory {run_dir} does not exist; train first with "
+                        f"python -m rl_i2it train --run-dir {run_dir}")
+    state = load_checkpoint(run_dir / CHECKPOINT, map_location=resolve_device(device))
+    cfg = from_yaml(state["config"])
+    return Trainer(cfg, run_dir=run_dir, device=device, if_exists="resume")
