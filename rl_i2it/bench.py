@@ -27,6 +27,7 @@ import torch
 
 from .config import make_config
 from .errors import UserError
+from .planner import sample_plan
 from .train import Trainer, resolve_device
 
 __all__ = ["run_benchmark"]
@@ -80,7 +81,7 @@ def run_benchmark(task: str = "digits", preset: str = "paper", batch: int | None
     @torch.no_grad()
     def act_and_step():
         dist, skips, _ = planner(trainer.obs)
-        trainer.obs = env.step(actor(dist.sample(), skips))[0]
+        trainer.obs = env.step(actor(sample_plan(dist, trainer.policy_generator), skips))[0]
 
     forward = _rate(act_and_step, device, seconds) * cfg.num_envs
     collect = _rate(trainer.collect, device, seconds) * cfg.num_envs

@@ -1,7 +1,7 @@
 """Checkpoints: one file per run, written atomically, loaded with ``weights_only=True``.
 
 A checkpoint holds everything a bit-exact resume needs (DESIGN §3): the config (YAML text), every
-network, every optimiser, log α, RNG states (torch, CUDA, the env's pair sampler, the replay sampler),
+network, every optimiser, log α, RNG states (the policy-noise, env pair-sampler and replay-sampler generators),
 the env's episodes, the trainer's current observation, step counters, running statistics, library
 versions, and the replay buffer (``save_buffer=False`` drops it; resume is then not bit-exact).
 """
@@ -28,7 +28,7 @@ def library_versions() -> dict[str, str]:
 
     from . import __version__
 
-    return {"rl_i2it": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
+    return {"rl_i2it": __version__, "torch": str(torch.__version__), "numpy": str(numpy.__version__),
             "python": platform.python_version()}
 
 

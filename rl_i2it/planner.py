@@ -23,14 +23,24 @@ from torch.distributions import Independent, Normal
 
 from .nn.blocks import ConvBlock, ConvGRUCell, conv
 
-__all__ = ["Planner", "as_float_image", "LOG_STD_MIN", "LOG_STD_MAX"]
+__all__ = ["Planner", "as_float_image", "sample_plan", "LOG_STD_MIN", "LOG_STD_MAX"]
 
-LOG_STD_MIN, LOG_STD_MAX = -5.0, 1.0
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 0.0  # sigma <= 1: plan noise never exceeds the N(0, I) prior
 
 
 def as_float_image(state: torch.Tensor) -> torch.Tensor:
     """uint8 in 0..255 -> float in [0, 1]; float passes through."""
     return state.float().div_(255.0) if state.dtype == torch.uint8 else state
+
+
+def sample_plan(dist: Independent, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A reparameterised sample ``mu + std * eps`` (like ``dist.rsample()``) drawn from ``generator``.
+
+    A trainer owns its generator, so two trainers in one process never share (or disturb) random numbers.
+    """
+    base = dist.base_dist
+    eps = torch.randn(base.loc.shape, generator=generator, device=base.loc.device, dtype=base.loc.dtype)
+    return base.loc + base.scale * eps
 
 
 class Planner(nn.Module):

@@ -23,6 +23,7 @@ from .buffer import ReplayBuffer
 from .checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from .config import TrainConfig, from_yaml, to_yaml
 from .errors import UserError
+from .planner import sample_plan
 from .tasks import make_task
 
 __all__ = ["Trainer", "load_run", "resolve_device", "IF_EXISTS"]
@@ -85,6 +86,7 @@ class Trainer:
         self.target_entropy = sac.target_entropy(self.planner.plan_dim, cfg.target_entropy_per_dim)
         self.buffer = ReplayBuffer(cfg.buffer_capacity, t.transition_spec(), self.device)
         self.replay_generator = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
+        self.policy_generator = torch.Generator(device=self.device).manual_seed(cfg.seed + 2)
 
         self.env_steps = 0
         self.updates = 0
@@ -144,7 +146,7 @@ class Trainer:
     def collect(self, random_plan: bool = False) -> None:
         """One batched env step with plans sampled from the planner; the transitions go to the buffer."""
         dist, skips, _ = self.planner(self.obs)
-        plan = dist.sample()
+        plan = sample_plan(dist, self.policy_generator)
         action = self.actor(plan, skips)
         next_obs, reward, terminated, truncated, info = self.task.env.step(action)
         self.buffer.add(self.task.pack(self.obs, plan, reward, terminated, info["final_obs"]))
@@ -167,7 +169,7 @@ class Trainer:
 
         with torch.no_grad():
             next_dist, _, _ = self.planner(batch["next_obs"])
-            next_plan = next_dist.sample()
+            next_plan = sample_plan(next_dist, self.policy_generator)
             next_q1, next_q2 = self.critic_target(batch["next_obs"], next_plan)
             target = sac.td_target(batch["reward"], batch["terminated"], next_q1, next_q2,
                                    next_dist.log_prob(next_plan), alpha, cfg.gamma)
@@ -176,7 +178,7 @@ class Trainer:
         self._step([opt["critic"]], critic_loss, self.critic.parameters())
 
         dist, skips, _ = self.planner(obs)
-        plan = dist.rsample()
+        plan = sample_plan(dist, self.policy_generator)  # reparameterised: gradients reach the planner
         log_prob = dist.log_prob(plan)
         aux_loss, aux_logs = self.task.aux_loss(batch, plan, self.actor(plan, skips))
         kl = sac.kl_to_standard_normal(dist).mean()
@@ -278,9 +280,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
-        rng = {"torch": torch.get_rng_state(), "replay": self.replay_generator.get_state()}
-        if self.device.type == "cuda":
-            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        rng = {"replay": self.replay_generator.get_state(), "policy": self.policy_generator.get_state()}
         networks = {"planner": self.planner, "actor": self.actor, "critic": self.critic,
                     "critic_target": self.critic_target, **self.task.extra_modules}
         return {
@@ -312,10 +312,8 @@ class Trainer:
             optimiser.load_state_dict(state["optimisers"][name])
         with torch.no_grad():
             self.log_alpha.copy_(state["log_alpha"])
-        torch.set_rng_state(state["rng"]["torch"])
         self.replay_generator.set_state(state["rng"]["replay"])
-        if "cuda" in state["rng"] and self.device.type == "cuda":
-            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+        self.policy_generator.set_state(state["rng"]["policy"])
         self.task.env.load_state_dict(state["env"])
         self.obs = state["obs"].to(self.device)
         counters = state["counters"]

@@ -168,12 +168,17 @@ def _load_idx(split: str, directory: Path) -> MnistSplit:
 
 def _pure_ml_file() -> tuple[Path, str | None, str] | None:
     """(zip path, its sha256 from the wheel's RECORD or None, distribution version), or None if not installed."""
+    return _find_in_distribution(PURE_ML_DISTRIBUTION, PURE_ML_ZIP)
+
+
+@functools.lru_cache(maxsize=None)  # parsing RECORD costs ~1.5 ms per load_mnist call
+def _find_in_distribution(distribution_name: str, relative_path: str) -> tuple[Path, str | None, str] | None:
     try:
-        distribution = metadata.distribution(PURE_ML_DISTRIBUTION)
+        distribution = metadata.distribution(distribution_name)
     except metadata.PackageNotFoundError:
         return None
     for file in distribution.files or ():
-        if file.as_posix() == PURE_ML_ZIP:
+        if file.as_posix() == relative_path:
             sha256 = None
             if file.hash is not None and file.hash.mode == "sha256":  # RECORD: urlsafe base64 without padding
                 sha256 = base64.urlsafe_b64decode(file.hash.value + "==").hex()
@@ -213,7 +218,7 @@ def _load_sklearn(split: str, reason: str) -> MnistSplit:
 
 
 def _cache_clear() -> None:
-    for loader in (_load_idx, _load_pure_ml, _load_sklearn):
+    for loader in (_load_idx, _load_pure_ml, _load_sklearn, _find_in_distribution):
         loader.cache_clear()
 
 
