@@ -1,10 +1,13 @@
 """One-step baselines: the same encoder-decoder trained directly with the task's auxiliary loss, no RL.
 
-For registration this is a VoxelMorph-style network: the planner+actor U-Net maps [fixed, moving] to
-one displacement field in a single step (its plan is the distribution's mean: nothing is sampled),
-trained on ``-NCC + smoothness`` of the warped moving image, for a wall-clock budget, and evaluated
-by the task's own protocol with T = 1. Same architecture and parameter count as the RL policy, except
-that one step may move up to ``image_size / 4`` pixels instead of ``max_step``.
+Generic over tasks: initial states come from a fresh copy of the task's env (new episodes every
+iteration), the network is the task's planner + actor used deterministically (the plan is the
+distribution's mean: nothing is sampled, no critic), the loss is ``task.aux_loss`` on that state, and
+the budget is wall-clock time. Evaluation is the task's own protocol with T = 1.
+
+For registration this is a VoxelMorph-style U-Net: [fixed, moving] -> one displacement field,
+trained on ``-NCC + smoothness``; same architecture and parameter count as the RL policy, except that
+its single step may move up to ``image_size / 4`` pixels instead of ``max_step``.
 """
 from __future__ import annotations
 
@@ -13,7 +16,6 @@ import time
 import torch
 
 from .config import TrainConfig
-from .nn.functional import ncc, smoothness_loss, warp
 from .tasks import make_task
 from .train import resolve_device
 
@@ -33,15 +35,14 @@ def train_one_step_baseline(cfg: TrainConfig, seconds: float, device: str = "aut
     planner, actor = task.planner, task.actor
     actor.max_step = cfg.image_size / 4
     optimiser = torch.optim.Adam(list(planner.parameters()) + list(actor.parameters()), lr=lr)
-    generator = torch.Generator(device=device).manual_seed(cfg.seed + 2)
     batch_size = batch_size or cfg.batch_size
+    episodes = task.make_env(task.env.sampler, batch_size, auto_reset=False, seed=cfg.seed + 2)
     iterations, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
-        moving, fixed = task.env.sampler.sample(batch_size, generator)
-        moving, fixed = moving.float() / 255, fixed.float() / 255
-        dist, skips, _ = planner(torch.cat([fixed, moving], 1))
-        flow = actor(dist.mean, skips)
-        loss = -ncc(fixed, warp(moving, flow), window=cfg.ncc_window).mean() + cfg.smooth_weight * smoothness_loss(flow)
+        obs = episodes.reset()  # a fresh batch of first states
+        dist, skips, _ = planner(obs)
+        action = actor(dist.mean, skips)
+        loss, _ = task.aux_loss({"obs": obs}, dist.mean, action)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()

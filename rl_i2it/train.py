@@ -132,8 +132,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ statistics (device-resident)
     def _zero_stats(self) -> dict[str, torch.Tensor]:
-        names = ("critic_loss", "actor_loss", "aux_loss", "alpha", "q", "log_prob", "kl", "aux_ncc",
-                 "aux_smooth", "updates", "episodes", "episode_score", "episode_initial_score", "episode_steps",
+        names = ("critic_loss", "actor_loss", "aux_loss", "alpha", "q", "log_prob", "kl", "aux_ncc", "aux_smooth",
+                 "updates", "actor_updates", "episodes", "episode_score", "episode_initial_score", "episode_steps",
                  "reward")
         return {name: torch.zeros((), device=self.device) for name in names}
 
@@ -194,6 +194,7 @@ class Trainer:
             loss = loss + cfg.rl_weight * actor_loss
             self._step([opt["alpha"]], sac.alpha_loss(self.log_alpha, log_prob, self.target_entropy), None)
             s["actor_loss"] += actor_loss.detach()
+            s["actor_updates"] += 1
         self._step([opt["planner"], opt["actor"]], loss,
                    list(self.planner.parameters()) + list(self.actor.parameters()))
         sac.soft_update(self.critic_target, self.critic, cfg.tau)
@@ -261,11 +262,10 @@ class Trainer:
     def _log_row(self, env_steps: int, seconds: float) -> dict:
         s = {k: v.item() for k, v in self.stats.items()}
         row: dict = {"env_steps": self.env_steps, "updates": self.updates}
-        n_updates, n_episodes = s.pop("updates"), s.pop("episodes")
-        n_actor = max(1, round(n_updates / self.cfg.actor_every))
+        n_updates, n_actor, n_episodes = s.pop("updates"), s.pop("actor_updates"), s.pop("episodes")
         for name in ("critic_loss", "aux_loss", "alpha", "q", "log_prob", "kl", "aux_ncc", "aux_smooth"):
             row[name] = s[name] / n_updates if n_updates else None
-        row["actor_loss"] = s["actor_loss"] / n_actor if n_updates else None
+        row["actor_loss"] = s["actor_loss"] / n_actor if n_actor else None
         row["episodes"] = int(n_episodes)
         for name in ("episode_score", "episode_initial_score", "episode_steps"):
             row[name] = s[name] / n_episodes if n_episodes else None

@@ -4,6 +4,8 @@
 member                                        meaning
 ============================================  =========================================================
 ``env``                                       the batched training env (``envs/``)
+``make_env(sampler, num_envs, auto_reset,``   another env of the same kind (evaluation, baselines)
+``seed)``
 ``planner``, ``actor``, ``critic``            the networks (``critic`` is a ``TwinCritic``)
 ``extra_modules``                             e.g. discriminators: saved and restored with the rest
 ``transition_spec()``                         name -> (shape, dtype) of what one stored transition holds
@@ -34,6 +36,9 @@ class Task:
     actor: nn.Module
     critic: nn.Module
     extra_modules: dict[str, nn.Module] = {}
+
+    def make_env(self, sampler, num_envs: int, auto_reset: bool, seed: int = 0):
+        raise NotImplementedError
 
     def transition_spec(self) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
         raise NotImplementedError
