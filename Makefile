@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PRESET ?= course
 RUN_DIR ?= runs/digits/quickstart-$(PRESET)
 
-.PHONY: install quickstart test test-fast bench clean
+.PHONY: install browser-deps quickstart test bench clean
 
 $(STAMP): pyproject.toml requirements-data.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,15 +16,25 @@ $(STAMP): pyproject.toml requirements-data.txt
 
 install: $(STAMP)
 
-## quickstart: install, train digits at PRESET (course by default; PRESET=smoke for a quick look), evaluate
-quickstart: install
-	$(BIN)/python -m rl_i2it train --task digits --preset $(PRESET) --run-dir $(RUN_DIR) --if-exists resume
-	$(BIN)/python -m rl_i2it eval --run-dir $(RUN_DIR)
-	@echo "results: $(RUN_DIR) (config.yaml, metrics.jsonl, eval.json, checkpoint.pt)"
+## browser-deps: Debian's chromium for the real-browser notebook test (root only; skipped otherwise)
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 \
+	      || echo "chromium could not be installed: the browser test will be skipped"; \
+	  else echo "not root: chromium not installed, the browser test will be skipped"; fi; }
 
-## test: install, then the whole suite on the CPU with the smoke preset
-test: install
-	RL_I2IT_SMOKE=1 $(BIN)/python -m pytest -q tests
+## quickstart: install, run chapter 10 (digits) at PRESET with papermill, print where the results are
+quickstart: install
+	mkdir -p $(RUN_DIR)
+	$(BIN)/papermill notebooks/10_digits_transform.ipynb $(RUN_DIR)/10_digits_transform.ipynb \
+	  -p preset $(PRESET) -p run_dir $(abspath $(RUN_DIR)) --cwd notebooks
+	@echo "executed notebook: $(RUN_DIR)/10_digits_transform.ipynb"
+	@echo "run directory:     $(RUN_DIR) (config.yaml, metrics.jsonl, eval.json, checkpoint.pt, figures/)"
+
+## test: install, then the whole suite on the CPU with the smoke preset: unit tests and every notebook (nbval)
+test: install browser-deps
+	RL_I2IT_SMOKE=1 $(BIN)/python -m pytest -q tests notebooks/[0-9][0-9]_*.ipynb --nbval-lax
 
 bench: install
 	$(BIN)/python -m rl_i2it bench --task digits --preset paper --device cpu --json

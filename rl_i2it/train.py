@@ -30,6 +30,7 @@ __all__ = ["Trainer", "load_run", "resolve_device", "IF_EXISTS"]
 
 IF_EXISTS = ("error", "resume", "overwrite")
 CHECKPOINT = "checkpoint.pt"
+RUN_FILES = ("config.yaml", "metrics.jsonl", "eval.json", CHECKPOINT, "figures")  # what a run owns in its dir
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -101,24 +102,30 @@ class Trainer:
 
     # ------------------------------------------------------------------ run directory
     def _prepare_run_dir(self, cfg: TrainConfig, if_exists: str) -> dict | None:
+        """Create, refuse, clear or reopen the run directory; returns the checkpoint state to resume from."""
         run_dir = self.run_dir
-        exists = run_dir.exists() and any(run_dir.iterdir())
         if run_dir.exists() and not run_dir.is_dir():
             raise UserError(f"run directory {run_dir} is a file; pass another --run-dir")
-        if not exists:
+        if not run_dir.exists() or not any(run_dir.iterdir()):
             run_dir.mkdir(parents=True, exist_ok=True)
             return None
-        if if_exists == "error":
-            raise UserError(f"run directory {run_dir} already exists; pass --if-exists resume to continue it or "
-                            f"--if-exists overwrite to replace it")
-        if if_exists == "overwrite":
-            shutil.rmtree(run_dir)
-            run_dir.mkdir(parents=True)
-            return None
         checkpoint = run_dir / CHECKPOINT
-        if not checkpoint.exists():  # an interrupted start before the first checkpoint: nothing to keep
-            shutil.rmtree(run_dir)
-            run_dir.mkdir(parents=True)
+        holds_run = checkpoint.exists() or (run_dir / "config.yaml").exists()
+        if if_exists == "error":
+            what = "already holds a run" if holds_run else "exists and is not empty"
+            raise UserError(f"run directory {run_dir} {what}; pass --if-exists resume to continue it or "
+                            f"--if-exists overwrite to replace it")
+        if if_exists == "overwrite" and not holds_run:
+            raise UserError(f"run directory {run_dir} holds no run (no config.yaml or {CHECKPOINT}); refusing to "
+                            f"delete its files: pass another --run-dir")
+        if if_exists == "overwrite" or not checkpoint.exists():
+            # overwrite, or a start interrupted before its first checkpoint: remove the run's own files only
+            for name in RUN_FILES:
+                path = run_dir / name
+                if path.is_dir():
+                    shutil.rmtree(path)
+                elif path.exists():
+                    path.unlink()
             return None
         state = load_checkpoint(checkpoint, map_location=self.device)
         stored = from_yaml(state["config"])

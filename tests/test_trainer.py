@@ -108,3 +108,17 @@ def test_bad_config_values_are_refused():
         make_config("digits", "fast")
     with pytest.raises(UserError, match="unknown task 'chess'"):
         make_config("chess")
+
+
+def test_a_directory_that_holds_no_run_is_never_deleted(tmp_path):
+    run_dir = tmp_path / "mine"
+    run_dir.mkdir()
+    (run_dir / "notes.txt").write_text("precious")
+    with pytest.raises(UserError, match="exists and is not empty"):
+        Trainer(tiny(total_env_steps=64), run_dir=run_dir)
+    with pytest.raises(UserError, match="refusing to delete"):
+        Trainer(tiny(total_env_steps=64), run_dir=run_dir, if_exists="overwrite")
+    Trainer(tiny(total_env_steps=64), run_dir=run_dir, if_exists="resume").train()  # a new run beside the file
+    assert (run_dir / "notes.txt").read_text() == "precious" and (run_dir / "checkpoint.pt").exists()
+    Trainer(tiny(total_env_steps=64), run_dir=run_dir, if_exists="overwrite")
+    assert (run_dir / "notes.txt").exists() and not (run_dir / "checkpoint.pt").exists()
