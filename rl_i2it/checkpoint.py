@@ -41,6 +41,9 @@ def _atomic(path: Path, write) -> None:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a run's files are as readable as any other file
         os.replace(tmp, path)  # atomic on POSIX: readers see the old file or the new one, never half of one
     except BaseException:
         if os.path.exists(tmp):
