@@ -32,16 +32,19 @@ class Actor(nn.Module):
     head : ``"flow"`` (bounded displacement, ``max_step * tanh``) or ``"image"`` (sigmoid)
     max_step : the largest displacement per step, in pixels, for ``head="flow"``
     widths : decoder channels per level, coarse to fine as the planner's reversed (default: the same)
+    use_skips : decode from the plan *and* the planner's skip features (the authors' U-Net), or from the
+        plan alone (``False``), which forces every bit of the action through the plan
     """
 
     def __init__(self, planner: Planner, out_channels: int, head: str = "flow", max_step: float = 1.0,
-                 widths: tuple[int, ...] | None = None, norm: str = "none"):
+                 widths: tuple[int, ...] | None = None, norm: str = "none", use_skips: bool = True):
         super().__init__()
         if head not in ("flow", "image"):
             raise ValueError(f"unknown actor head {head!r}; use 'flow' or 'image'")
         ndim = planner.ndim
         widths = tuple(widths or planner.widths)
-        skip_channels = planner.skip_channels  # (state, level 0, ..., level n-2)
+        skip_channels = planner.skip_channels if use_skips else (0,) * len(planner.skip_channels)
+        self.use_skips = use_skips
         self.head, self.max_step, self.plan_grid = head, float(max_step), planner.plan_grid
         self.plan_channels = planner.plan_channels
         self.inlet = ConvBlock(ndim, planner.plan_channels, widths[-1], norm=norm)
@@ -57,9 +60,14 @@ class Actor(nn.Module):
 
     def forward(self, plan: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
         x = self.inlet(plan.view(plan.shape[0], self.plan_channels, *self.plan_grid))
-        for up, skip in zip(self.ups, reversed(skips[1:])):
-            x = up(torch.cat([upsample(x), skip], 1))
-        x = self.out(torch.cat([x, skips[0]], 1))
+        if not self.use_skips:  # nothing but the plan reaches the action
+            for up in self.ups:
+                x = up(upsample(x))
+            x = self.out(x)
+        else:
+            for up, skip in zip(self.ups, reversed(skips[1:])):
+                x = up(torch.cat([upsample(x), skip], 1))
+            x = self.out(torch.cat([x, skips[0]], 1))
         if self.head == "flow":
             return self.max_step * torch.tanh(x)
         return torch.sigmoid(x)

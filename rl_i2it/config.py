@@ -68,6 +68,7 @@ class DigitsConfig(TrainConfig):
     planner_widths: tuple[int, ...] = (16, 32, 32)  #: planner levels; the plan grid is 28 / 4 = 7x7
     critic_widths: tuple[int, ...] = (32, 64, 64)
     plan_channels: int = 1  #: plan = 1 x 7 x 7 = 49 numbers, as the authors'
+    actor_skips: bool = True  #: the actor also sees the planner's skip features (the authors' U-Net)
     max_step: float = 1.0  #: the largest displacement per step, pixels (the authors': 0.5 by clamping)
     max_episode_steps: int = 30  #: truncation
     reward_mode: str = "improvement"  #: "improvement" (+ done bonus) or the authors' "absolute"

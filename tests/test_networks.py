@@ -81,3 +81,15 @@ def test_target_critic_is_a_frozen_copy():
 def test_bad_image_shape_is_reported():
     with pytest.raises(ValueError, match="divisible"):
         Planner(2, (30, 30), widths=(8, 16, 16))
+
+
+def test_actor_without_skips_decodes_the_plan_alone():
+    planner = Planner(2, (28, 28), widths=(8, 16, 16))
+    actor = Actor(planner, out_channels=2, use_skips=False)
+    torch.nn.init.normal_(actor.out.weight, std=0.1)
+    dist, skips, _ = planner(torch.rand(2, 2, 28, 28))
+    plan = dist.mean
+    assert actor(plan, skips).shape == (2, 2, 28, 28)
+    other_skips = [torch.rand_like(s) for s in skips]
+    assert torch.equal(actor(plan, skips), actor(plan, other_skips))  # the state reaches it only via the plan
+    assert not torch.equal(actor(plan, skips), actor(plan + 1, skips))

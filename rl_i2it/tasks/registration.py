@@ -27,7 +27,7 @@ class RegistrationTask(Task):
         self.env = self.make_env(train_sampler, cfg.num_envs, auto_reset=True, seed=cfg.seed)
         self.planner = Planner(2, self.image_shape, cfg.planner_widths, cfg.plan_channels).to(device)
         self.actor = Actor(self.planner, out_channels=len(self.image_shape), head="flow",
-                           max_step=cfg.max_step).to(device)
+                           max_step=cfg.max_step, use_skips=cfg.actor_skips).to(device)
         self.critic = TwinCritic(self.planner, cfg.critic_widths).to(device)
         self.critic_target = make_target(self.critic)
         self.extra_modules = {}
