@@ -257,7 +257,8 @@ class Trainer:
                 started, last_log = now, self.env_steps
                 rows.append(row)
                 if bar is not None:
-                    bar.set_postfix(score=f"{row.get('episode_score', float('nan')):.3f}")
+                    score = row.get("episode_score")  # None when no episode ended in this log window
+                    bar.set_postfix(score="n/a" if score is None else f"{score:.3f}")
             if self.run_dir is not None and (
                     self.env_steps // cfg.checkpoint_every_env_steps > before // cfg.checkpoint_every_env_steps
                     or self.env_steps >= until):

@@ -11,6 +11,8 @@ function                                    draws
 ``step_panel(moved, fixed, steps)``         moving -> ... -> moved at chosen steps, with the fixed image
 ``learning_curves(rows, keys)``             seaborn line plots of ``metrics.jsonl`` rows
 ``episode_player(frames, flows, rewards)``  a static strip + an ipywidgets slider over steps
+``plan_explorer(planner, actor, state)``    a grid of decoded flows + ipywidgets sliders over plan components
+``method_diagram()``                        the RL-I2IT loop (planner, plan, actor, env, critic) as boxes
 ==========================================  ==============================================================
 """
 from __future__ import annotations
@@ -24,7 +26,7 @@ import numpy as np
 import torch
 
 __all__ = ["to_numpy_image", "show_images", "plot_flow", "step_panel", "learning_curves", "episode_player",
-           "save_figure"]
+           "plan_explorer", "method_diagram", "save_figure"]
 
 
 def to_numpy_image(image) -> np.ndarray:
@@ -114,18 +116,32 @@ def learning_curves(rows: list[dict], keys=("episode_score", "aux_ncc", "critic_
     return fig
 
 
+def _interactive_widgets():
+    """The ipywidgets module, or None when it is not installed (the static figure then stands alone)."""
+    try:
+        import ipywidgets as widgets
+    except ImportError:
+        return None
+    return widgets
+
+
 def episode_player(frames, fixed, flows=None, rewards=None, scores=None, interactive: bool = True,
                    static_steps: int = 6):
     """Step through one registration episode.
 
     ``frames``: ``(T+1, 1, H, W)`` moved images (uint8 or float); ``fixed``: ``(1, H, W)``; ``flows``:
     ``(T+1, 2, H, W)`` accumulated fields (optional); ``rewards``: ``(T,)``; ``scores``: ``(T+1,)``.
-    Draws a static strip of ``static_steps`` evenly spaced steps (always), then returns an ipywidgets
-    ``VBox`` with a slider when ``interactive`` (None when ipywidgets is missing or not interactive).
+    Draws a static strip of ``static_steps`` evenly spaced steps (always; with the fields in a second row
+    when ``flows`` is given), then returns an ipywidgets ``VBox`` with a slider when ``interactive``
+    (None when ipywidgets is missing or not interactive). The live panel shows the moved image, the fixed
+    image and the field with the step's reward.
     """
     import matplotlib.pyplot as plt
 
     last = len(frames) - 1
+
+    def reward_text(step):
+        return f"r={float(rewards[step - 1]):+.2f}" if rewards is not None and step > 0 else ""
 
     def draw(step, axes):
         for ax in axes:
@@ -141,23 +157,32 @@ def episode_player(frames, fixed, flows=None, rewards=None, scores=None, interac
         if flows is not None:
             axes[2].imshow(to_numpy_image(frames[0]), cmap="gray", vmin=0, vmax=1, alpha=0.4)
             plot_flow(axes[2], flows[step])
-            reward = f", r={float(rewards[step - 1]):+.3f}" if rewards is not None and step > 0 else ""
-            axes[2].set_title(f"field{reward}", fontsize=8)
+            reward = reward_text(step)
+            axes[2].set_title("field" + (f", {reward}" if reward else ""), fontsize=8)
 
     width = 3 if flows is not None else 2
     shown = sorted(set(np.linspace(0, last, min(static_steps, last + 1)).round().astype(int).tolist()))
-    fig, axes = plt.subplots(1, len(shown), figsize=(1.6 * len(shown), 1.9), squeeze=False)
-    for ax, step in zip(axes.flat, shown):
+    rows = 2 if flows is not None else 1
+    fig, axes = plt.subplots(rows, len(shown), figsize=(1.5 * len(shown), 1.75 * rows), squeeze=False)
+    for k, step in enumerate(shown):
+        ax = axes[0, k]
         ax.imshow(to_numpy_image(frames[step]), cmap="gray", vmin=0, vmax=1)
         ax.axis("off")
-        ax.set_title(f"t={step}" + (f"\n{float(scores[step]):.2f}" if scores is not None else ""), fontsize=8)
+        title = f"t={step}"
+        if scores is not None:
+            title += f"  Dice {float(scores[step]):.2f}"
+        if reward_text(step):
+            title += "\n" + reward_text(step)
+        ax.set_title(title, fontsize=7)
+        if flows is not None:
+            ax = axes[1, k]
+            ax.imshow(to_numpy_image(frames[0]), cmap="gray", vmin=0, vmax=1, alpha=0.4)
+            plot_flow(ax, flows[step])
+            ax.axis("off")
     fig.tight_layout()
     plt.show()
-    if not interactive:
-        return None
-    try:
-        import ipywidgets as widgets
-    except ImportError:
+    widgets = _interactive_widgets() if interactive else None
+    if widgets is None:
         return None
     output = widgets.Output()
     slider = widgets.IntSlider(value=0, min=0, max=last, description="step", continuous_update=False)
@@ -173,6 +198,204 @@ def episode_player(frames, fixed, flows=None, rewards=None, scores=None, interac
     slider.observe(render, names="value")
     render()
     return widgets.VBox([slider, output])
+
+
+def _plan_label(index: int, plan_shape: tuple[int, ...]) -> str:
+    """``p[c, r, k]`` style name of a flat plan index on its grid (the channel is left out when there is one)."""
+    position = np.unravel_index(index, plan_shape)
+    if plan_shape[0] == 1:
+        position = position[1:]
+    return "p[" + ",".join(str(int(i)) for i in position) + "]"
+
+
+def _quiver(ax, delta, every: int = 2, color: str = "tab:cyan"):
+    """Arrows of a small field ``(2, H, W)`` scaled so the longest is ~``2 * every`` pixels; returns the scale."""
+    delta = delta.detach().cpu().numpy() if isinstance(delta, torch.Tensor) else np.asarray(delta)
+    _, height, width = delta.shape
+    peak = float(np.abs(delta).max())
+    if peak < 1e-12:
+        return 0.0
+    gain = 2.0 * every / peak
+    rows, cols = np.mgrid[every // 2:height:every, every // 2:width:every]
+    sub = delta[:, every // 2::every, every // 2::every]
+    keep = np.hypot(sub[0], sub[1]) > 0.05 * peak  # no dots where nothing moves
+    rows, cols, sub = rows[keep], cols[keep], sub[:, keep]
+    # a pull-back field: the pixel at x shows what was at x + u, so content moves by -u; draw that motion
+    ax.quiver(cols, rows, -gain * sub[1], gain * sub[0], color=color, angles="xy", scale_units="xy", scale=1,
+              width=0.012, headwidth=3.5, headlength=4)
+    return gain
+
+
+def plan_explorer(planner, actor, state, components=None, values=(-2.0, 0.0, 2.0), limit: float = 3.0,
+                  flow_scale: float = 1.0, interactive: bool = True, base: str = "mean"):
+    """Move a few plan components by hand and see what the actor decodes: the flow and the warped image.
+
+    ``state``: uint8 ``(1, 2, H, W)`` or ``(2, H, W)``, channel 0 fixed and 1 moved (a registration
+    observation). The base plan is the planner's mean for ``state`` (``base="mean"``) or zeros
+    (``base="zero"``); each of ``components`` (flat plan indices; default four spread over the plan grid)
+    gets an offset. Draws a static grid first: rows are components, columns the offsets ``values``; each
+    panel shows the warped image, its decoded field as a red grid (``flow_scale`` times enlarged) and, in
+    cyan, how the content moves relative to the base plan (arrows rescaled to be visible: the title gives
+    the true size). Then, when ``interactive`` and ipywidgets is importable, returns a ``VBox`` of sliders
+    (offsets in ``[-limit, limit]``) over a live panel; else None.
+    """
+    import matplotlib.pyplot as plt
+
+    from .envs.registration import quantise
+    from .nn.functional import dice_score, warp
+
+    state = torch.as_tensor(state)
+    if state.dim() == 3:
+        state = state.unsqueeze(0)
+    if state.dim() != 4 or state.shape[0] != 1 or state.shape[1] != 2:
+        raise ValueError(f"plan_explorer needs one 2-D registration state (1, 2, H, W); got {tuple(state.shape)}")
+    if base not in ("mean", "zero"):
+        raise ValueError(f"base must be 'mean' or 'zero'; got {base!r}")
+    device = next(planner.parameters()).device
+    state = state.to(device)
+    plan_shape = (planner.plan_channels, *planner.plan_grid)
+    plan_dim = int(np.prod(plan_shape))
+    if components is None:
+        grid = planner.plan_grid
+        spots = [(grid[0] // 4, grid[1] // 4), (grid[0] // 4, 3 * grid[1] // 4), (grid[0] // 2, grid[1] // 2),
+                 (3 * grid[0] // 4, grid[1] // 2)]
+        components = [int(np.ravel_multi_index((0, *spot), plan_shape)) for spot in spots]
+    components = [int(c) for c in components]
+    bad = [c for c in components if not 0 <= c < plan_dim]
+    if bad:
+        raise ValueError(f"plan components {bad} are outside the plan's {plan_dim} numbers")
+    was_training = planner.training
+    planner.eval()
+    with torch.no_grad():
+        dist, skips, _ = planner(state)
+        base_plan = dist.mean.clone() if base == "mean" else torch.zeros_like(dist.mean)
+    planner.train(was_training)
+    fixed_u8, moved_u8 = state[:, :1], state[:, 1:]
+    moved = moved_u8.float() / 255.0
+    dice_before = float(dice_score(moved_u8 > 0, fixed_u8 > 0)[0])
+
+    def decode(offsets: dict[int, float]):
+        plan = base_plan.clone()
+        for c, v in offsets.items():
+            plan[0, c] += float(v)
+        was_training = actor.training
+        actor.eval()
+        with torch.no_grad():
+            flow = actor(plan, skips)
+            warped = warp(moved, flow)
+        actor.train(was_training)
+        dice_after = float(dice_score(quantise(warped) > 0, fixed_u8 > 0)[0])
+        return flow[0].cpu(), warped[0].cpu(), dice_after
+
+    base_flow = decode({})[0]
+
+    def draw_warped(ax, flow, warped, title):
+        ax.imshow(to_numpy_image(warped), cmap="gray", vmin=0, vmax=1)
+        plot_flow(ax, flow, step=3, scale=flow_scale)
+        _quiver(ax, flow - base_flow)
+        ax.set_title(title, fontsize=7)
+        ax.axis("off")
+
+    values = list(values)
+    fig, axes = plt.subplots(len(components), len(values), figsize=(1.55 * len(values), 1.6 * len(components)),
+                             squeeze=False)
+    for r, c in enumerate(components):
+        for k, v in enumerate(values):
+            flow, warped, _ = decode({c: v})
+            change = float((flow - base_flow).abs().max())
+            draw_warped(axes[r, k], flow, warped, f"{_plan_label(c, plan_shape)} {v:+g}\n"
+                        f"max|u| {flow.abs().max():.2f}, |Δu| {change:.2g}px")
+    fig.tight_layout()
+    plt.show()
+    widgets = _interactive_widgets() if interactive else None
+    if widgets is None:
+        return None
+    sliders = [widgets.FloatSlider(value=0.0, min=-limit, max=limit, step=0.25, continuous_update=False,
+                                   description=_plan_label(c, plan_shape)) for c in components]
+    output = widgets.Output()
+
+    def render(change=None):
+        flow, warped, dice_after = decode({c: s.value for c, s in zip(components, sliders)})
+        with output:
+            output.clear_output(wait=True)
+            figure, (a0, a1, a2) = plt.subplots(1, 3, figsize=(6.6, 2.5))
+            a0.imshow(to_numpy_image(fixed_u8[0]), cmap="gray", vmin=0, vmax=1)
+            a0.set_title(f"fixed\nDice before {dice_before:.3f}", fontsize=8)
+            a0.axis("off")
+            draw_warped(a1, flow, warped, f"warped (grid x{flow_scale:g}, cyan: change)\n"
+                        f"Dice after {dice_after:.3f}")
+            change_map = (warped - moved[0].cpu())[0].numpy()
+            bound = max(float(np.abs(change_map).max()), 1e-6)
+            a2.imshow(change_map, cmap="bwr", vmin=-bound, vmax=bound)
+            a2.set_title(f"warped - moved (±{bound:.2g})\nmax|u| {flow.abs().max():.2f}px", fontsize=8)
+            a2.axis("off")
+            figure.tight_layout()
+            plt.show()
+
+    for s in sliders:
+        s.observe(render, names="value")
+    render()
+    return widgets.VBox([widgets.HBox(sliders[:2]), widgets.HBox(sliders[2:]), output])
+
+
+def method_diagram(plan_dim: int = 49, plan_grid: str = "1x7x7", state_shape: str = "2x28x28",
+                   action_shape: str = "2x28x28", reward: str = "10 ΔDice (+1 if done)", ax=None):
+    """The RL-I2IT loop as boxes and arrows: state -> planner -> plan -> actor -> action -> env, and the
+    critic scoring (state, plan); the defaults describe the digits task. Returns the figure."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import FancyBboxPatch
+
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(8.4, 3.2))
+    else:
+        fig = ax.figure
+    ax.set_xlim(0, 10.4)
+    ax.set_ylim(-0.15, 4.0)
+    ax.axis("off")
+    row_y = 1.65  # the main row: state, planner, plan, actor, action
+    boxes = {  # name: (x, y, text, colour)
+        "state": (0.15, row_y, f"state $s_t$\n(fixed, moved)\n{state_shape} uint8", "#e8eef7"),
+        "planner": (2.25, row_y, "planner $\\psi$\nencoder", "#cfe3c9"),
+        "plan": (4.25, row_y, f"plan $p_t$\n{plan_dim} numbers\n({plan_grid})", "#fbe3b3"),
+        "actor": (6.25, row_y, "actor $\\phi$\ndecoder", "#cfe3c9"),
+        "action": (8.3, row_y, f"action $a_t$\nflow {action_shape}\npixels", "#f6d0cb"),
+        "critic": (4.25, row_y + 1.45, "critic $Q(s_t, p_t)$", "#e3d5f0"),
+        "env": (4.25, 0.0, f"env: compose + warp\nreward $r_t$ = {reward}", "#eeeeee"),
+    }
+    width, height = 1.85, 0.85
+    centres = {}
+    for name, (x, y, text, colour) in boxes.items():
+        w = 3.4 if name == "env" else width
+        xx = x - (w - width) / 2
+        ax.add_patch(FancyBboxPatch((xx, y), w, height, boxstyle="round,pad=0.04", fc=colour, ec="0.3", lw=0.8))
+        ax.text(xx + w / 2, y + height / 2, text, ha="center", va="center", fontsize=7.5)
+        centres[name] = (xx, y, w)
+
+    def arrow(start, end, ls="-", rad=0.0, colour="0.2"):
+        ax.annotate("", xy=end, xytext=start, arrowprops=dict(arrowstyle="-|>", color=colour, lw=1.0, ls=ls,
+                                                            connectionstyle=f"arc3,rad={rad}"))
+
+    mid = row_y + height / 2
+    for a, b in (("state", "planner"), ("planner", "plan"), ("plan", "actor"), ("actor", "action")):
+        xa, _, wa = centres[a]
+        xb, _, _ = centres[b]
+        arrow((xa + wa + 0.04, mid), (xb - 0.04, mid))
+    xp, _, wp = centres["planner"]
+    xa, _, _ = centres["actor"]
+    arrow((xp + wp / 2, row_y - 0.04), (xa + width / 2, row_y - 0.04), ls="--", rad=0.25, colour="tab:green")
+    ax.text((xp + wp / 2 + xa + width / 2) / 2, row_y - 0.62, "skips (encoder features)", ha="center", va="top",
+            fontsize=7, color="tab:green")
+    critic_y = row_y + 1.45
+    arrow((4.25 + width / 2, row_y + height + 0.04), (4.25 + width / 2, critic_y - 0.04))
+    xs, _, ws = centres["state"]
+    arrow((xs + ws / 2, row_y + height + 0.04), (4.25 - 0.06, critic_y + height / 2), rad=-0.25)
+    xe, ye, we = centres["env"]
+    xact, _, wact = centres["action"]
+    arrow((xact + wact / 2, row_y - 0.04), (xe + we + 0.04, ye + height / 2), rad=-0.3)
+    arrow((xe - 0.04, ye + height / 2), (xs + ws / 2, row_y - 0.04), rad=-0.3)
+    ax.text(xs + ws / 2 + 0.15, 0.55, "$s_{t+1}$", fontsize=8, color="0.2")
+    fig.tight_layout()
+    return fig
 
 
 def git_commit() -> str:
