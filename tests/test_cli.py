@@ -107,7 +107,7 @@ def test_cuda_without_cuda_is_a_clear_error(tmp_path):
 
 
 def test_existing_run_dir_without_if_exists(trained_run):
-    assert_one_line_error(cli("train", "--run-dir", trained_run, *TINY), "already exists", "--if-exists resume")
+    assert_one_line_error(cli("train", "--run-dir", trained_run, *TINY), "already holds a run", "--if-exists resume")
 
 
 def test_truncated_checkpoint_for_eval(trained_run, tmp_path):
