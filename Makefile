@@ -16,13 +16,19 @@ $(STAMP): pyproject.toml requirements-data.txt
 
 install: $(STAMP)
 
-## browser-deps: Debian's chromium for the real-browser notebook test (root only; skipped otherwise)
+## browser-deps: Debian's chromium for the real-browser notebook test, and mricron-data (Colin27, a real
+## second brain for chapter 15); root only, skipped otherwise
 browser-deps:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 \
 	      || echo "chromium could not be installed: the browser test will be skipped"; \
 	  else echo "not root: chromium not installed, the browser test will be skipped"; fi; }
+	@test -f /usr/share/mricron/templates/ch2bet.nii.gz || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mricron-data) >/dev/null 2>&1 \
+	      || echo "mricron-data could not be installed: Colin27 checks will be skipped"; \
+	  else echo "not root: mricron-data not installed, Colin27 checks will be skipped"; fi; }
 
 ## quickstart: install, run chapter 10 (digits) at PRESET with papermill, print where the results are
 quickstart: install

@@ -7,7 +7,10 @@ the budget is wall-clock time. Evaluation is the task's own protocol with T = 1.
 
 For registration this is a VoxelMorph-style U-Net: [fixed, moving] -> one displacement field,
 trained on ``-NCC + smoothness``; same architecture and parameter count as the RL policy, except that
-its single step may move up to ``image_size / 4`` pixels instead of ``max_step``.
+its single step may move up to ``image_size / 4`` pixels instead of ``max_step``. For face inpainting it is
+a context encoder: image with the mean-filled hole -> the patch, trained on the same ring-weighted L1 and,
+from ``gan_start_updates`` iterations on, the same adversarial term against the task's own discriminator
+(stepped by ``task.extra_update``, as in the RL learner).
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from .config import TrainConfig
 from .tasks import make_task
 from .train import resolve_device
 
-__all__ = ["train_one_step_baseline"]
+__all__ = ["train_one_step_baseline", "optimise_fields"]
 
 
 def train_one_step_baseline(cfg: TrainConfig, seconds: float, device: str = "auto", lr: float = 1e-3,
@@ -33,24 +36,51 @@ def train_one_step_baseline(cfg: TrainConfig, seconds: float, device: str = "aut
     torch.manual_seed(cfg.seed)
     task = make_task(cfg, device)
     planner, actor = task.planner, task.actor
-    actor.max_step = cfg.image_size / 4
+    actor.max_step = cfg.image_size / 4  # flow heads: one large step (image heads ignore it)
     optimiser = torch.optim.Adam(list(planner.parameters()) + list(actor.parameters()), lr=lr)
+    initial_batch = getattr(task, "initial_batch", None)  # tasks whose loss needs more than the state (a target)
+    extra_update = getattr(task, "extra_update", None)  # e.g. a discriminator step (the GAN phase), as in RL
     batch_size = batch_size or cfg.batch_size
     episodes = task.make_env(task.env.sampler, batch_size, auto_reset=False, seed=cfg.seed + 2)
     iterations, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
-        obs = episodes.reset()  # a fresh batch of first states
-        dist, skips, _ = planner(obs)
+        batch = initial_batch(episodes) if initial_batch is not None else {"obs": episodes.reset()}  # first states
+        dist, skips, _ = planner(batch["obs"])
         action = actor(dist.mean, skips)
-        loss, _ = task.aux_loss({"obs": obs}, dist.mean, action)
+        if extra_update is not None:
+            extra_update(batch, action, iterations)
+        loss, _ = task.aux_loss(batch, dist.mean, action)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
         iterations += 1
     trained_for = time.perf_counter() - started
     results = task.evaluate(planner, actor, steps=1)
-    results["baseline"] = {"kind": "one-step encoder-decoder (VoxelMorph-style), no RL", "iterations": iterations,
+    kind = getattr(task, "baseline_kind", "one-step encoder-decoder (VoxelMorph-style), no RL")
+    results["baseline"] = {"kind": kind, "iterations": iterations,
                            "seconds": round(trained_for, 1), "batch_size": batch_size, "lr": lr,
                            "parameters": sum(p.numel() for m in (planner, actor) for p in m.parameters())}
     results["_networks"] = {"planner": planner, "actor": actor}
     return results
+
+
+def optimise_fields(moving: torch.Tensor, fixed: torch.Tensor, iterations: int = 300, lr: float = 0.05,
+                    smooth_weight: float = 1.0, window: int = 9) -> torch.Tensor:
+    """Per-pair iterative registration: Adam on one displacement field per pair (the strong reference).
+
+    Minimises ``-NCC(fixed, warp(moving, u)) + smooth_weight * smoothness(u)``, the same loss as the
+    one-step network and the policy's auxiliary loss, directly over ``u`` (classical optimisation, no
+    learning). ``moving``, ``fixed``: uint8 ``(B, 1, *S)``; returns ``u`` ``(B, N, *S)`` in pixels.
+    """
+    from .nn.functional import ncc, smoothness_loss, warp
+
+    moving, fixed = moving.float() / 255, fixed.float() / 255
+    field = torch.zeros(moving.shape[0], moving.dim() - 2, *moving.shape[2:], device=moving.device,
+                        requires_grad=True)
+    optimiser = torch.optim.Adam([field], lr=lr)
+    for _ in range(iterations):
+        loss = -ncc(fixed, warp(moving, field), window).mean() + smooth_weight * smoothness_loss(field)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+    return field.detach()

@@ -65,14 +65,16 @@ def machine_description(device: torch.device) -> dict:
 
 def run_benchmark(task: str = "digits", preset: str = "paper", batch: int | None = None,
                   batch_size: int | None = None, device: str = "auto", seconds: float = 3.0,
-                  replay_ratio: float = 3.2) -> dict:
+                  replay_ratio: float = 3.2, **overrides) -> dict:
+    """Throughput and memory of ``task`` at ``preset`` (``overrides``: any config field, e.g. image_size)."""
     if batch is not None and batch < 1:
         raise UserError(f"--batch must be >= 1; got {batch}")
     if seconds <= 0:
         raise UserError(f"--seconds must be > 0; got {seconds}")
     device = resolve_device(device)
-    cfg = make_config(task, preset, num_envs=batch, batch_size=batch_size, replay_ratio=replay_ratio,
-                      bootstrap_env_steps=0, total_env_steps=10**12, log_every_env_steps=10**12)
+    cfg = make_config(task, preset, **{**overrides, "num_envs": batch, "batch_size": batch_size,
+                      "replay_ratio": replay_ratio, "bootstrap_env_steps": 0, "total_env_steps": 10**12,
+                      "log_every_env_steps": 10**12})
     trainer = Trainer(cfg, run_dir=None, device=device)
     env, planner, actor = trainer.task.env, trainer.planner, trainer.actor
     if device.type == "cuda":

@@ -84,6 +84,8 @@ class Trainer:
         }
         self.log_alpha = torch.tensor(float(cfg.init_log_alpha), device=self.device, requires_grad=True)
         self.optimisers["alpha"] = torch.optim.Adam([self.log_alpha], lr=cfg.lr_alpha)
+        # tasks with extra networks (a discriminator) own their optimisers; they are checkpointed with the rest
+        self.optimisers.update(getattr(t, "extra_optimisers", {}))
         self.target_entropy = sac.target_entropy(self.planner.plan_dim, cfg.target_entropy_per_dim)
         self.buffer = ReplayBuffer(cfg.buffer_capacity, t.transition_spec(), self.device)
         self.replay_generator = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
@@ -141,7 +143,7 @@ class Trainer:
     def _zero_stats(self) -> dict[str, torch.Tensor]:
         names = ("critic_loss", "actor_loss", "aux_loss", "alpha", "q", "log_prob", "kl", "aux_ncc", "aux_smooth",
                  "updates", "actor_updates", "episodes", "episode_score", "episode_initial_score", "episode_steps",
-                 "reward")
+                 "reward") + tuple(getattr(self.task, "log_names", ()))
         return {name: torch.zeros((), device=self.device) for name in names}
 
     @property
@@ -187,7 +189,10 @@ class Trainer:
         dist, skips, _ = self.planner(obs)
         plan = sample_plan(dist, self.policy_generator)  # reparameterised: gradients reach the planner
         log_prob = dist.log_prob(plan)
-        aux_loss, aux_logs = self.task.aux_loss(batch, plan, self.actor(plan, skips))
+        action = self.actor(plan, skips)
+        extra_update = getattr(self.task, "extra_update", None)  # e.g. a discriminator step, once per update
+        extra_logs = extra_update(batch, action, self.updates) if extra_update is not None else {}
+        aux_loss, aux_logs = self.task.aux_loss(batch, plan, action)
         kl = sac.kl_to_standard_normal(dist).mean()
         loss = cfg.aux_weight * aux_loss + cfg.kl_weight * kl
         s = self.stats
@@ -214,7 +219,7 @@ class Trainer:
         s["q"] += q1.detach().mean()
         s["log_prob"] += log_prob.detach().mean()
         s["kl"] += kl.detach()
-        for name, value in aux_logs.items():
+        for name, value in {**aux_logs, **extra_logs}.items():
             if name in s:
                 s[name] += value
 
@@ -274,6 +279,8 @@ class Trainer:
         for name in ("critic_loss", "aux_loss", "alpha", "q", "log_prob", "kl", "aux_ncc", "aux_smooth"):
             row[name] = s[name] / n_updates if n_updates else None
         row["actor_loss"] = s["actor_loss"] / n_actor if n_actor else None
+        for name in getattr(self.task, "log_names", ()):  # a task's own logs, averaged per update
+            row[name] = s[name] / n_updates if n_updates else None
         row["episodes"] = int(n_episodes)
         for name in ("episode_score", "episode_initial_score", "episode_steps"):
             row[name] = s[name] / n_episodes if n_episodes else None

@@ -35,11 +35,24 @@ REWARD_MODES = ("improvement", "absolute")
 
 
 class PairSampler(Protocol):
-    """Draws registration pairs: ``sample(n, generator) -> (moving, fixed)``, each uint8 ``(n, 1, *S)``."""
+    """Draws registration pairs: ``sample(n, generator) -> (moving, fixed)``, each uint8 ``(n, 1, *S)``.
+
+    A sampler may instead return a dict with ``moving``, ``fixed`` and extra per-pair tensors (label maps,
+    the true field, ...); the env keeps them in its episode state, auto-resets them with the rest and
+    hands them to ``score_pairs``.
+    """
 
     image_shape: tuple[int, ...]
 
-    def sample(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]: ...
+    def sample(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor] | dict: ...
+
+
+def as_pair_dict(pair) -> dict[str, torch.Tensor]:
+    """A sampler's ``(moving, fixed)`` tuple or dict -> a dict with at least ``moving`` and ``fixed``."""
+    if isinstance(pair, dict):
+        return dict(pair)
+    moving, fixed = pair
+    return {"moving": moving, "fixed": fixed}
 
 
 def quantise(image: torch.Tensor) -> torch.Tensor:
@@ -81,19 +94,28 @@ class RegistrationEnv:
         self._state: dict[str, torch.Tensor] = {}
 
     # ------------------------------------------------------------------ episode state
-    def _start(self, moving: torch.Tensor, fixed: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _start(self, pair: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        moving = pair["moving"]
         batch = moving.shape[0]
-        score = self.score(moving, fixed)
-        return {
-            "moving": moving, "fixed": fixed, "moved": moving.clone(),
+        state = {
+            **pair, "moved": moving.clone(),
             "flow": torch.zeros(batch, self.ndim, *self.image_shape, device=self.device),
             "steps": torch.zeros(batch, dtype=torch.long, device=self.device),
-            "score": score, "initial_score": score.clone(),
         }
+        score = self.score_pairs(state, moving, state["flow"])
+        state.update(score=score, initial_score=score.clone())
+        return state
 
     def score(self, moved: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:
         """Dice of the foreground masks, ``(B,)``."""
         return dice_score(moved > self.mask_threshold, fixed > self.mask_threshold)
+
+    def score_pairs(self, state: dict[str, torch.Tensor], moved: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+        """The reward's score, ``(B,)``, of ``moved`` (uint8) reached by the accumulated ``flow``.
+
+        Here Dice of the intensity masks; a subclass scores label maps kept in ``state`` instead.
+        """
+        return self.score(moved, state["fixed"])
 
     def observation(self) -> torch.Tensor:
         return torch.cat([self._state["fixed"], self._state["moved"]], 1)
@@ -101,16 +123,16 @@ class RegistrationEnv:
     def reset(self, seed: int | None = None) -> torch.Tensor:
         if seed is not None:
             self.generator.manual_seed(seed)
-        moving, fixed = self.sampler.sample(self.num_envs, self.generator)
-        self._state = self._start(moving, fixed)
+        self._state = self._start(as_pair_dict(self.sampler.sample(self.num_envs, self.generator)))
         return self.observation()
 
-    def reset_to(self, moving: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:
-        """Start episodes on given pairs (uint8 ``(B, 1, *S)``); evaluation uses this."""
+    def reset_to(self, moving: torch.Tensor, fixed: torch.Tensor, **extra: torch.Tensor) -> torch.Tensor:
+        """Start episodes on given pairs (uint8 ``(B, 1, *S)``, plus any extras the scorer needs)."""
         if moving.shape != fixed.shape or moving.dtype != torch.uint8 or tuple(moving.shape[2:]) != self.image_shape:
             raise ValueError(f"pairs must be uint8 (B, 1, {self.image_shape}); got moving {tuple(moving.shape)} "
                              f"{moving.dtype}, fixed {tuple(fixed.shape)} {fixed.dtype}")
-        self._state = self._start(moving.to(self.device), fixed.to(self.device))
+        pair = {"moving": moving, "fixed": fixed, **extra}
+        self._state = self._start({k: v.to(self.device) for k, v in pair.items()})
         return self.observation()
 
     @property
@@ -133,7 +155,7 @@ class RegistrationEnv:
             raise ValueError(f"action must be a flow of shape {tuple(s['flow'].shape)}; got {tuple(step_flow.shape)}")
         flow, moved_float = self.transition(s["moving"], s["flow"], step_flow.detach())
         moved = quantise(moved_float)
-        score = self.score(moved, s["fixed"])
+        score = self.score_pairs(s, moved, flow)
         steps = s["steps"] + 1
         terminated = score >= self.dice_threshold
         truncated = (steps >= self.max_steps) & ~terminated
@@ -148,7 +170,7 @@ class RegistrationEnv:
                 "steps": steps}
         if not self.auto_reset:
             return final_obs, reward, terminated, truncated, info
-        fresh = self._start(*self.sampler.sample(self.num_envs, self.generator))
+        fresh = self._start(as_pair_dict(self.sampler.sample(self.num_envs, self.generator)))
         for name, value in s.items():
             mask = done.view(-1, *([1] * (value.dim() - 1)))
             s[name] = torch.where(mask, fresh[name], value)

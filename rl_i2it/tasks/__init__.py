@@ -10,11 +10,12 @@ import torch
 from ..config import TrainConfig
 from ..errors import UserError
 from .base import Task
+from .brain_registration import Brain3DTask, BrainRegistrationTask
 from .digits import DigitsTask
 
 __all__ = ["Task", "DigitsTask", "TASKS", "register_task", "make_task"]
 
-TASKS: dict[str, type[Task]] = {"digits": DigitsTask}
+TASKS: dict[str, type[Task]] = {"digits": DigitsTask, "brain2d": BrainRegistrationTask, "brain3d": Brain3DTask}
 
 
 def register_task(name: str, cls: type[Task]) -> None:
@@ -25,3 +26,8 @@ def make_task(cfg: TrainConfig, device: torch.device | str = "cpu") -> Task:
     if cfg.task not in TASKS:
         raise UserError(f"unknown task {cfg.task!r}; choose one of: {', '.join(sorted(TASKS))}")
     return TASKS[cfg.task](cfg, torch.device(device))
+
+
+from .face_inpainting import FaceInpaintingTask  # noqa: E402  (issue 6)
+
+register_task("face", FaceInpaintingTask)

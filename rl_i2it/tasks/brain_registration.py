@@ -1,0 +1,227 @@
+"""Deformable brain MRI registration (SPAC's task, upstream.md §6) on data that ships with nilearn.
+
+Tasks ``brain2d`` (axial slices) and ``brain3d`` (the brain's bounding cube, small sizes). Pairs are
+synthetic (``data/deformations.py``): the source is deformed twice by random diffeomorphisms and its
+intensities changed twice, so the field that registers moving onto fixed is known and the error to it is
+a metric besides label Dice, folding and NCC. 2-D training pairs come from the training slices, the
+pinned evaluation pairs from held-out slices (every ``held_out_every``-th) with their own seed; held-out
+slices are neighbours of training slices, so they test new deformations and intensities far more than
+new anatomy: a second subject (Colin27, ``subject="colin27"``) is the real test.
+
+===================================  ============================================================
+member                               meaning
+===================================  ============================================================
+``BrainPairs``                       the training bank: ``sample(n, generator)`` -> pair dicts
+``BrainRegistrationTask.evaluate``   the pinned protocol: label Dice per step, per label, NCC,
+                                     folding, error to the true field (pixels)
+``evaluation_pairs(...)``            the held-out pairs (with ``true_flow``)
+``registration_report(pairs, flows)``  the protocol's metrics for any sequence of fields (used for
+                                     the policy, the one-step network and iterative optimisation)
+===================================  ============================================================
+"""
+from __future__ import annotations
+
+import torch
+
+from ..config import BrainConfig
+from ..data.brain import axial_slices, crop_cube, load_subject
+from ..data.deformations import synthetic_pairs
+from ..envs.labelled_registration import LabelledRegistrationEnv
+from ..errors import UserError
+from ..nn.functional import folding_fraction, label_dice, ncc, warp, warp_labels
+from .registration import RegistrationTask
+
+__all__ = ["BrainRegistrationTask", "Brain3DTask", "BrainPairs", "evaluation_pairs", "registration_report",
+           "source_images", "check_pairs", "label_names", "EVAL_SEED"]
+
+EVAL_SEED = 2024
+_GENERATION_CHUNK = 128
+
+
+def label_names(cfg: BrainConfig) -> tuple[str, ...]:
+    """Names of labels 1..L of ``cfg.subject`` (grey and white matter for the shipped brains)."""
+    return load_subject(cfg.subject).label_names
+
+
+def source_images(cfg: BrainConfig, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 images and labels ``(K, 1, *S)`` of ``cfg.subject``: 2-D slices of ``split`` or the 3-D cube."""
+    volume = load_subject(cfg.subject)
+    if cfg.task == "brain3d":
+        return crop_cube(volume, cfg.image_size)
+    if len(cfg.z_range) != 2:
+        raise UserError(f"z_range must be two slice indices (low, high); got {cfg.z_range}")
+    if cfg.held_out_every < 2:
+        raise UserError(f"held_out_every must be >= 2 (every k-th slice is held out); got {cfg.held_out_every}")
+    images, labels, z = axial_slices(volume, cfg.image_size, tuple(cfg.z_range))
+    held_out = z % cfg.held_out_every == 0
+    keep = held_out if split == "test" else ~held_out
+    return images[keep], labels[keep]
+
+
+def deformation_pixels(cfg: BrainConfig) -> float:
+    """The velocity amplitude in pixels: ``deformation_strength`` is given at 64 px and scales with the size."""
+    return cfg.deformation_strength * cfg.image_size / 64
+
+
+def _generate(cfg: BrainConfig, images, labels, n: int, seed: int, with_truth: bool) -> dict[str, torch.Tensor]:
+    """``n`` synthetic pairs, generated in chunks (bounded memory), deterministic from ``seed``."""
+    generator = torch.Generator(device=images.device).manual_seed(seed)
+    chunks = []
+    for start in range(0, n, _GENERATION_CHUNK):
+        chunks.append(synthetic_pairs(images, labels, len(label_names(cfg)), min(_GENERATION_CHUNK, n - start),
+                                      deformation_pixels(cfg), cfg.deformation_grid, generator,
+                                      deform_fixed=cfg.deform_fixed, intensity=cfg.intensity_changes,
+                                      with_truth=with_truth))
+    return {key: torch.cat([c[key] for c in chunks]) for key in chunks[0]}
+
+
+def check_pairs(pairs: dict[str, torch.Tensor], image_shape: tuple[int, ...]) -> None:
+    """One-line errors for evaluation pairs the task cannot score."""
+    required = ("moving", "fixed", "moving_labels", "fixed_labels")
+    missing = [k for k in required if k not in pairs]
+    if missing:
+        raise UserError(f"brain pairs lack {missing}; give uint8 tensors {required} of shape (B, 1, *S)")
+    expected = pairs["moving"].shape
+    if len(expected) != len(image_shape) + 2 or tuple(expected[2:]) != tuple(image_shape) or expected[1] != 1:
+        raise UserError(f"moving images have shape {tuple(expected)}; this run registers (B, 1, "
+                        f"{', '.join(map(str, image_shape))}) (resample them to the run's image_size)")
+    for key in required[1:]:
+        if pairs[key].shape != expected:
+            raise UserError(f"brain pairs: {key} has shape {tuple(pairs[key].shape)} but moving has "
+                            f"{tuple(expected)}; fixed, moving and their labels must share one shape")
+    for key in ("moving_labels", "fixed_labels"):
+        if not (pairs[key] > 0).flatten(1).any(1).all():
+            raise UserError(f"brain pairs: some {key} maps are empty (all background); Dice needs labels")
+
+
+class BrainPairs:
+    """A bank of ``cfg.bank_size`` synthetic training pairs on the device; the env draws from it.
+
+    Generating a pair costs two velocity integrations; drawing from a bank made once keeps the env step
+    as cheap as the digits one.
+    """
+
+    def __init__(self, cfg: BrainConfig, device: torch.device):
+        images, labels = source_images(cfg, "train")
+        self.bank = {k: v.to(device) for k, v in
+                     _generate(cfg, images.to(device), labels.to(device), cfg.bank_size, cfg.seed + 7, False).items()}
+        self.image_shape = tuple(images.shape[2:])
+        self.num_sources = images.shape[0]
+
+    def sample(self, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        index = torch.randint(0, self.bank["moving"].shape[0], (n,), device=self.bank["moving"].device,
+                              generator=generator)
+        return {k: self.bank[k][index] for k in ("moving", "fixed", "moving_labels", "fixed_labels")}
+
+
+def evaluation_pairs(cfg: BrainConfig, n: int | None = None, device="cpu") -> dict[str, torch.Tensor]:
+    """The pinned held-out pairs (seed ``EVAL_SEED``) with ``true_flow``."""
+    images, labels = source_images(cfg, "test")
+    return _generate(cfg, images.to(device), labels.to(device), n or cfg.eval_pairs, EVAL_SEED, True)
+
+
+def registration_report(pairs: dict[str, torch.Tensor], flows: list[torch.Tensor], names: tuple[str, ...],
+                        window: int = 9) -> dict:
+    """The protocol's metrics of a sequence of accumulated fields ``flows[t]`` ``(B, N, *S)`` (t = 0 first).
+
+    Dice is averaged over labels and pairs; ``field_error`` is the mean distance (pixels) to the true
+    field inside the fixed image's labelled region; folding is of the last field. ``names``: of labels 1..L.
+    """
+    num_labels = len(names)
+    dice_steps, error_steps = [], []
+    mask = (pairs["fixed_labels"] > 0).float()
+    for flow in flows:
+        warped = warp_labels(pairs["moving_labels"], flow, num_labels)
+        dice_steps.append(label_dice(warped, pairs["fixed_labels"], num_labels))  # (B, L)
+        if "true_flow" in pairs:
+            distance = (flow - pairs["true_flow"]).norm(dim=1, keepdim=True)
+            error_steps.append(((distance * mask).flatten(1).sum(1) / mask.flatten(1).sum(1).clamp_min(1)).mean())
+    dice = torch.stack(dice_steps)  # (T+1, B, L)
+    moving, fixed = pairs["moving"].float() / 255, pairs["fixed"].float() / 255
+    final = flows[-1]
+    report = {
+        "dice_identity": dice[0].mean().item(),
+        "dice_final": dice[-1].mean().item(),
+        "dice_per_step": dice.mean((1, 2)).tolist(),
+        "dice_per_label": {name: dice[-1, :, k].mean().item() for k, name in enumerate(names)},
+        "dice_per_label_identity": {name: dice[0, :, k].mean().item() for k, name in enumerate(names)},
+        "folding_fraction": folding_fraction(final).mean().item(),
+        "ncc_identity": ncc(fixed, moving, window).mean().item(),
+        "ncc_final": ncc(fixed, warp(moving, final), window).mean().item(),
+        "n_pairs": int(dice.shape[1]),
+    }
+    if error_steps:
+        errors = torch.stack(error_steps).tolist()
+        report.update(field_error_identity=errors[0], field_error_final=errors[-1], field_error_per_step=errors)
+    return report
+
+
+class BrainRegistrationTask(RegistrationTask):
+    name = "brain2d"
+
+    def __init__(self, cfg: BrainConfig, device: torch.device):
+        if cfg.task == "brain2d" and cfg.image_size % 2 ** (len(cfg.planner_widths) - 1):
+            raise UserError(f"image_size {cfg.image_size} must be divisible by 2^{len(cfg.planner_widths) - 1} "
+                            f"(the planner's downsamplings); pick e.g. {64 if cfg.image_size < 96 else 128}")
+        self.label_names = label_names(cfg)
+        super().__init__(cfg, device, BrainPairs(cfg, device))
+
+    def make_env(self, sampler, num_envs: int, auto_reset: bool, seed: int = 0) -> LabelledRegistrationEnv:
+        cfg = self.cfg
+        return LabelledRegistrationEnv(sampler, num_envs, cfg.max_episode_steps, len(self.label_names),
+                                       reward_mode=cfg.reward_mode, reward_scale=cfg.reward_scale,
+                                       done_bonus=cfg.done_bonus, dice_threshold=cfg.dice_threshold,
+                                       auto_reset=auto_reset, device=self.device, seed=seed)
+
+    def protocol(self, steps: int, n_pairs: int) -> dict:
+        cfg = self.cfg
+        source = ("the brain cube" if cfg.task == "brain3d"
+                  else f"held-out axial slices (z % {cfg.held_out_every} == 0 in {tuple(cfg.z_range)})")
+        return {
+            "pairs": f"{n_pairs} synthetic pairs of {cfg.subject}, {source}, seed {EVAL_SEED}",
+            "deformation": f"two SVFs, amplitude {deformation_pixels(cfg):g} px, lattice {cfg.deformation_grid}",
+            "steps": steps,
+            "policy": "deterministic (plan mean)",
+            "dice": "mean over labels: " + ", ".join(self.label_names),
+            "field_error": "mean |flow - true flow| in pixels inside the fixed labels",
+        }
+
+    @torch.no_grad()
+    def rollout(self, planner, actor, pairs: dict[str, torch.Tensor], steps: int, keep: int = 8) -> dict:
+        """Run the deterministic policy; returns the fields of every step and frames of the first ``keep``."""
+        was_training = planner.training, actor.training
+        planner.eval(), actor.eval()
+        env = self.make_env(self.env.sampler, len(pairs["moving"]), auto_reset=False)
+        extra = {k: pairs[k] for k in ("moving_labels", "fixed_labels")}
+        obs = env.reset_to(pairs["moving"], pairs["fixed"], **extra)
+        flows, frames = [env.flow.clone()], [obs[:keep, 1:].cpu()]
+        for _ in range(steps):
+            dist, skips, _ = planner(obs)
+            obs, *_ = env.step(actor(dist.mean, skips))
+            flows.append(env.flow.clone())
+            frames.append(obs[:keep, 1:].cpu())
+        planner.train(was_training[0]), actor.train(was_training[1])
+        return {"flows": flows, "moved": torch.stack(frames), "fixed": pairs["fixed"][:keep].cpu(),
+                "keep_flows": torch.stack([f[:keep].cpu() for f in flows])}
+
+    def evaluate(self, planner, actor, steps: int | None = None, n_pairs: int | None = None,
+                 pairs: dict | None = None, pairs_file=None) -> dict:
+        """The pinned protocol; ``pairs`` (a dict like ``evaluation_pairs``) replaces the held-out pairs."""
+        if pairs_file is not None:
+            raise UserError("--pairs files are for the digits task; brain pairs are generated "
+                            "(see rl_i2it.tasks.brain_registration.evaluation_pairs)")
+        cfg = self.cfg
+        steps = steps or cfg.eval_steps
+        if pairs is None:
+            pairs = evaluation_pairs(cfg, n_pairs, self.device)
+        check_pairs(pairs, self.image_shape)
+        pairs = {k: v.to(self.device) for k, v in pairs.items()}
+        rollout = self.rollout(planner, actor, pairs, steps)
+        results = {"protocol": self.protocol(steps, len(pairs["moving"]))}
+        results.update(registration_report(pairs, rollout.pop("flows"), self.label_names, cfg.ncc_window))
+        results["_rollout"] = rollout
+        return results
+
+
+class Brain3DTask(BrainRegistrationTask):
+    name = "brain3d"

@@ -1,0 +1,251 @@
+"""Face inpainting (the paper's second task): fill the centre hole of a face, one whole patch per step.
+
+=========================  ======================================================================
+piece                      here
+=========================  ======================================================================
+state                      uint8 ``(B, 4, S, S)``: the face with the current patch in the hole, and
+                           the hole mask (``envs/inpainting.py``)
+plan                       ``plan_channels x (S / 2^(L-1))²`` numbers (512 = 32 x 4 x 4 at paper)
+action                     a patch ``(B, 3, h, h)`` in [0, 1]: the actor's sigmoid image head,
+                           centre-cropped to the hole (``PatchActor``)
+auxiliary loss             ring-weighted L1 to the true hole; from ``gan_start_updates`` on,
+                           ``rec_weight_gan * L1 + adv_weight * BCE(D(patch), real)`` with a local
+                           spectral-norm discriminator D that takes its own step (``extra_update``)
+replay                     the image's index into the fixed face bank, the patch before and after
+                           the step (uint8), plan, reward, terminated: 1.8 KB at smoke (32/16),
+                           7.2 KB at course (64/32), 26.6 KB at paper (128/64; the authors': 657 KB)
+metrics                    PSNR, SSIM (torchmetrics), L1, L2 on the hole and on the whole image
+=========================  ======================================================================
+
+The evaluation protocol (``FaceInpaintingTask.protocol``): the first ``eval_faces`` held-out faces (the test
+split: a disjoint procedural seed stream, or the last images of a folder), T deterministic steps (the plan's
+mean), every metric at every step; step 0 is the identity (the hole filled with the visible pixels' mean
+colour). Images are compared on [0, 1]; PSNR and SSIM with data range 1 (PSNR equals the 0..255 one).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchmetrics.functional.image import structural_similarity_index_measure
+
+from ..actor import Actor
+from ..config import FaceConfig
+from ..critic import TwinCritic, make_target
+from ..data.faces import load_faces
+from ..envs.inpainting import FaceSampler, InpaintingEnv, check_images, crop_hole, hole_slice, paste_hole
+from ..errors import UserError
+from ..nn.discriminator import PatchDiscriminator, adversarial_loss
+from ..nn.functional import psnr
+from ..planner import Planner
+from .base import Task
+
+__all__ = ["FaceInpaintingTask", "PatchActor", "ring_weights", "inpainting_metrics", "rollout_inpainting"]
+
+
+class PatchActor(nn.Module):
+    """The U-Net actor with an image head, centre-cropped to the hole: ``(plan, skips) -> (B, 3, h, h)``."""
+
+    def __init__(self, actor: Actor, hole: slice):
+        super().__init__()
+        self.decoder, self.hole = actor, hole
+
+    def forward(self, plan: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
+        return crop_hole(self.decoder(plan, skips), self.hole)
+
+
+def ring_weights(hole_size: int, ring_width: int, ring_weight: float, device=None) -> torch.Tensor:
+    """``(1, 1, h, h)``: ``ring_weight`` on the ``ring_width``-pixel band along the hole's border, 1 inside."""
+    weights = torch.full((1, 1, hole_size, hole_size), float(ring_weight), device=device)
+    if hole_size > 2 * ring_width:
+        weights[..., ring_width:hole_size - ring_width, ring_width:hole_size - ring_width] = 1.0
+    return weights
+
+
+def _block_metrics(prediction: torch.Tensor, truth: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-image PSNR, SSIM, L1, L2 of float ``(B, 3, H, W)`` in [0, 1]; each ``(B,)``."""
+    ssim = structural_similarity_index_measure(prediction, truth, data_range=1.0, reduction="none")
+    difference = prediction - truth
+    return {"psnr": psnr(prediction, truth, data_range=1.0), "ssim": ssim,
+            "l1": difference.abs().flatten(1).mean(1), "l2": difference.pow(2).flatten(1).mean(1)}
+
+
+def inpainting_metrics(images: torch.Tensor, patches: torch.Tensor, hole: slice) -> dict[str, torch.Tensor]:
+    """Metrics of ``patches`` (uint8 ``(B, 3, h, h)``) pasted into ``images`` (uint8 ``(B, 3, S, S)``).
+
+    Returns ``{psnr,ssim,l1,l2}_{hole,image}``, each ``(B,)``: on the hole alone and on the whole image.
+    """
+    truth = images.float() / 255.0
+    filled = paste_hole(images, patches, hole).float() / 255.0
+    hole_block = _block_metrics(crop_hole(filled, hole), crop_hole(truth, hole))
+    image_block = _block_metrics(filled, truth)
+    return {**{f"{k}_hole": v for k, v in hole_block.items()}, **{f"{k}_image": v for k, v in image_block.items()}}
+
+
+@torch.no_grad()
+def rollout_inpainting(planner, actor, env: InpaintingEnv, images: torch.Tensor, steps: int,
+                       deterministic: bool = True) -> torch.Tensor:
+    """The hole's content at every step, uint8 ``(T+1, B, 3, h, h)`` (step 0: the mean fill)."""
+    was_training = planner.training, actor.training
+    planner.eval(), actor.eval()
+    obs = env.reset_to(images)
+    patches, hidden = [env.patch.clone()], None
+    for _ in range(steps):
+        dist, skips, hidden = planner(obs, hidden)
+        plan = dist.mean if deterministic else dist.sample()
+        obs, *_ = env.step(actor(plan, skips))
+        patches.append(env.patch.clone())
+    planner.train(was_training[0]), actor.train(was_training[1])
+    return torch.stack(patches)
+
+
+class FaceInpaintingTask(Task):
+    """Builds the env, networks, discriminator and its optimiser of a ``FaceConfig``."""
+
+    name = "face"
+    log_names = ("aux_l1", "aux_adv", "disc_loss", "disc_real", "gan_on")  # what metrics.jsonl averages per row
+    baseline_kind = "one-step encoder-decoder (context-encoder style), same losses, no RL"
+
+    def __init__(self, cfg: FaceConfig, device: torch.device):
+        self.cfg, self.device = cfg, device
+        self.hole = hole_slice(cfg.image_size, cfg.hole_size)
+        if cfg.ring_width < 0 or 2 * cfg.ring_width > cfg.hole_size:
+            raise UserError(f"ring width {cfg.ring_width} does not fit a hole of {cfg.hole_size}; use "
+                            f"0 <= ring_width <= hole_size / 2")
+        factor = 2 ** (len(cfg.planner_widths) - 1)
+        if cfg.image_size % factor:
+            raise UserError(f"image size {cfg.image_size} must be divisible by {factor} for planner widths "
+                            f"{cfg.planner_widths}; change image_size or use fewer levels")
+        if cfg.hole_size % 2 ** len(cfg.disc_widths):
+            raise UserError(f"hole size {cfg.hole_size} must be divisible by {2 ** len(cfg.disc_widths)} for "
+                            f"discriminator widths {cfg.disc_widths}; change hole_size or disc_widths")
+        train = load_faces(cfg.data_source, "train", cfg.image_size,
+                           cfg.train_faces if cfg.data_source == "procedural" else None)
+        self.data_source, self.data_note = train.source, train.note
+        self.env = self.make_env(FaceSampler(train.images.to(device)), cfg.num_envs, auto_reset=True, seed=cfg.seed)
+        shape = (cfg.image_size, cfg.image_size)
+        self.planner = Planner(4, shape, cfg.planner_widths, cfg.plan_channels).to(device)
+        decoder = Actor(self.planner, out_channels=3, head="image", use_skips=cfg.actor_skips)
+        self.actor = PatchActor(decoder, self.hole).to(device)
+        self.critic = TwinCritic(self.planner, cfg.critic_widths).to(device)
+        self.critic_target = make_target(self.critic)
+        self.discriminator = PatchDiscriminator(cfg.hole_size, cfg.disc_widths).to(device)
+        self.extra_modules = {"discriminator": self.discriminator}
+        self.extra_optimisers = {"discriminator": torch.optim.Adam(self.discriminator.parameters(), lr=cfg.lr_disc,
+                                                                   betas=(0.5, 0.9))}
+        self.ring = ring_weights(cfg.hole_size, cfg.ring_width, cfg.ring_weight, device)
+        self.gan_on = False  # set by extra_update, read by aux_loss: the phase of the current learner update
+
+    def make_env(self, sampler, num_envs: int, auto_reset: bool, seed: int = 0) -> InpaintingEnv:
+        cfg = self.cfg
+        return InpaintingEnv(sampler, num_envs, cfg.max_episode_steps, cfg.hole_size, reward_mode=cfg.reward_mode,
+                             reward_scale=cfg.reward_scale, done_bonus=cfg.done_bonus,
+                             psnr_threshold=cfg.psnr_threshold, auto_reset=auto_reset, device=self.device, seed=seed)
+
+    # ------------------------------------------------------------------ replay: references, not copies
+    def transition_spec(self):
+        patch = ((3, self.cfg.hole_size, self.cfg.hole_size), torch.uint8)
+        return {"index": ((), torch.int32), "patch": patch, "next_patch": patch,
+                "plan": ((self.planner.plan_dim,), torch.float32), "reward": ((), torch.float32),
+                "terminated": ((), torch.bool)}
+
+    def pack(self, obs, plan, reward, terminated, next_obs):
+        """The image index comes from the env (``last_index``: the episodes of the step just taken)."""
+        return {"index": self.env.last_index, "patch": crop_hole(obs[:, :3], self.hole),
+                "next_patch": crop_hole(next_obs[:, :3], self.hole), "plan": plan, "reward": reward,
+                "terminated": terminated}
+
+    def unpack(self, stored):
+        images = self.env.sampler.images[stored["index"].long()]
+        return {"obs": self.env.observation(images, stored["patch"]),
+                "next_obs": self.env.observation(images, stored["next_patch"]),
+                "target": crop_hole(images, self.hole), "plan": stored["plan"], "reward": stored["reward"],
+                "terminated": stored["terminated"]}
+
+    def initial_batch(self, env: InpaintingEnv) -> dict[str, torch.Tensor]:
+        """Fresh first states and their true holes (the one-step baseline's training batch)."""
+        obs = env.reset()
+        return {"obs": obs, "target": env.truth}
+
+    # ------------------------------------------------------------------ learning
+    def reconstruction_loss(self, patch: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Ring-weighted L1 of a float patch ``(B, 3, h, h)`` against the uint8 truth."""
+        return ((patch - target.float() / 255.0).abs() * self.ring).mean()
+
+    def extra_update(self, batch: dict[str, torch.Tensor], action: torch.Tensor, updates: int) -> dict:
+        """Once per learner update, before ``aux_loss``: in the GAN phase, one discriminator step on
+        ``BCE(D(real), 1) + BCE(D(patch), 0)`` with the patch detached. Returns device-resident logs."""
+        cfg = self.cfg
+        self.gan_on = cfg.gan_start_updates >= 0 and updates >= cfg.gan_start_updates
+        if not self.gan_on:
+            return {}
+        real = batch["target"].float() / 255.0
+        logits_real = self.discriminator(real)
+        loss = adversarial_loss(logits_real, True) + adversarial_loss(self.discriminator(action.detach()), False)
+        optimiser = self.extra_optimisers["discriminator"]
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        return {"disc_loss": loss.detach(), "disc_real": torch.sigmoid(logits_real.detach()).mean(),
+                "gan_on": torch.ones((), device=self.device)}
+
+    def aux_loss(self, batch, plan, action):
+        cfg = self.cfg
+        rec = self.reconstruction_loss(action, batch["target"])
+        logs = {"aux_l1": rec.detach()}
+        if not self.gan_on:
+            return rec, logs
+        self.discriminator.requires_grad_(False)  # the generator's step must not move D
+        adversarial = adversarial_loss(self.discriminator(action), True)
+        self.discriminator.requires_grad_(True)
+        logs["aux_adv"] = adversarial.detach()
+        return cfg.rec_weight_gan * rec + cfg.adv_weight * adversarial, logs
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluation_faces(self, n: int | None = None) -> torch.Tensor:
+        cfg = self.cfg
+        n = n or cfg.eval_faces
+        faces = load_faces(cfg.data_source, "test", cfg.image_size, n if cfg.data_source == "procedural" else None)
+        return faces.images[:n]
+
+    def protocol(self, steps: int | None = None, n_faces: int | None = None, images_given: bool = False) -> dict:
+        cfg = self.cfg
+        return {
+            "faces": "as given" if images_given else f"the first {n_faces or cfg.eval_faces} held-out faces",
+            "data_source": "as given" if images_given else self.data_source,
+            "image_size": cfg.image_size, "hole_size": cfg.hole_size,
+            "steps": steps or cfg.eval_steps, "policy": "deterministic (plan mean)",
+            "identity": "hole filled with the visible pixels' mean colour (step 0)",
+            "metrics": "PSNR (data range 1 = the 0..255 one), SSIM (torchmetrics, Gaussian 11, data range 1), "
+                       "L1 and L2 on [0, 1]; on the hole and on the whole image",
+        }
+
+    def evaluate(self, planner, actor, steps: int | None = None, n_faces: int | None = None,
+                 images: torch.Tensor | None = None, batch: int = 256, pairs=None, pairs_file=None) -> dict:
+        """The pinned protocol; ``images`` (uint8 ``(N, 3, S, S)``) replaces the held-out faces."""
+        if pairs is not None or pairs_file is not None:
+            raise UserError("--pairs is for the digits task; face evaluation uses held-out faces")
+        cfg = self.cfg
+        steps = steps or cfg.eval_steps
+        if steps < 1:
+            raise UserError(f"evaluation steps must be >= 1; got {steps}")
+        given = images is not None
+        if given:
+            check_images(images, cfg.image_size)
+        else:
+            images = self.evaluation_faces(n_faces)
+        images = images.to(self.device)
+        chunks = []
+        for start in range(0, len(images), batch):
+            part = images[start:start + batch]
+            env = self.make_env(self.env.sampler, len(part), auto_reset=False)
+            chunks.append(rollout_inpainting(planner, actor, env, part, steps))
+        patches = torch.cat(chunks, 1)  # (T+1, N, 3, h, h)
+        per_step = [inpainting_metrics(images, p, self.hole) for p in patches]
+        means = {name: [m[name].mean().item() for m in per_step] for name in per_step[0]}
+        results = {"protocol": self.protocol(steps, len(images), given), "n_faces": int(len(images)),
+                   "identity": {k: v[0] for k, v in means.items()}, "final": {k: v[-1] for k, v in means.items()},
+                   "psnr_hole_per_step": means["psnr_hole"], "ssim_hole_per_step": means["ssim_hole"],
+                   "score_name": "PSNR on the hole (dB)", "score_identity": means["psnr_hole"][0],
+                   "score_final": means["psnr_hole"][-1]}
+        results["_rollout"] = {"images": images, "patches": patches}
+        return results
