@@ -157,7 +157,7 @@ _BRAIN_PRESETS: dict[str, dict] = {
                    eval_steps=10),
     # SPAC's settings (upstream.md §6) on 2-D slices of the authors' 128 px scale; fixes as for digits
     "paper": dict(image_size=128, total_env_steps=1_000_000, num_envs=64, bootstrap_env_steps=20_000,
-                  batch_size=32, replay_ratio=3.2, buffer_capacity=50_000, bank_size=16_384,
+                  batch_size=32, replay_ratio=3.2, buffer_capacity=50_000, bank_size=4096,
                   planner_widths=(16, 32, 64, 64, 64), critic_widths=(16, 32, 64, 64, 64), max_step=1.0,
                   lr_planner=8e-6, lr_actor=4e-5, lr_critic=4e-5, init_log_alpha=-1.0, log_every_env_steps=10_000,
                   checkpoint_every_env_steps=100_000),

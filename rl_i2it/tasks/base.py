@@ -16,6 +16,14 @@ member                                        meaning
 ``aux_loss(batch, plan, action)``             ``(loss, logs)``: the task's auxiliary loss through the
                                               env's own transition; trains actor and planner
 ``evaluate(planner, actor, **kw)``            the task's pinned evaluation protocol -> a JSON-able dict
+*optional hooks*
+``extra_optimisers``                          name -> optimiser of ``extra_modules`` (a discriminator's):
+                                              checkpointed and restored with the trainer's own
+``extra_update(batch, action, updates)``      once per learner update, before the auxiliary loss (e.g.
+                                              a discriminator step); returns a dict of logs
+``log_names``                                 names of a task's own logs, averaged into metrics rows
+``initial_batch(env)``                        the one-step baseline's batch when its loss needs more than
+                                              the state (face: the true hole)
 ============================================  =========================================================
 """
 from __future__ import annotations
