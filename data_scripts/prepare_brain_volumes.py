@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +32,8 @@ try:
 except ImportError:  # run from a checkout that was not pip-installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rl_i2it.data.brain import check_volume, prepared_dir
+from rl_i2it.checkpoint import atomic_write, atomic_write_text
+from rl_i2it.data.brain import check_volume, prepared_dir, read_nifti, to_uint8
 from rl_i2it.data.checksums import sha256_of
 from rl_i2it.errors import UserError
 
@@ -58,34 +57,6 @@ def _nifti_files(folder: Path, what: str) -> dict[str, Path]:
     return files
 
 
-def _read(path: Path) -> np.ndarray:
-    import nibabel
-
-    try:
-        image = nibabel.as_closest_canonical(nibabel.load(str(path)))
-        return np.asarray(image.dataobj)
-    except Exception as error:  # nibabel raises many types for broken files
-        raise UserError(f"cannot read {path} ({type(error).__name__}: {error}); re-download it") from None
-
-
-def _to_uint8(volume: np.ndarray) -> np.ndarray:
-    volume = np.nan_to_num(volume.astype(np.float32))
-    positive = volume[volume > 0]
-    top = np.percentile(positive, 99.5) if positive.size else 1.0
-    return np.clip(np.round(volume / top * 255), 0, 255).astype(np.uint8)
-
-
-def _atomic_save(target: Path, write) -> None:
-    descriptor, temp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    os.close(descriptor)
-    temp = Path(temp_name)
-    try:
-        write(temp)
-        os.replace(temp, target)
-    finally:
-        temp.unlink(missing_ok=True)
-
-
 def prepare(images_dir, labels_dir, name: str, label_names_file=None, licence: str = "see the dataset's terms",
             dest=None) -> Path:
     """Prepare the set; returns the manifest's path."""
@@ -105,7 +76,7 @@ def prepare(images_dir, labels_dir, name: str, label_names_file=None, licence: s
     volumes = {}
     values = set()
     for sid in ids:
-        label = _read(labels[sid])
+        label = read_nifti(labels[sid], canonical=True)
         if not np.allclose(label, np.round(label)):
             raise UserError(f"{labels[sid]} holds non-integer values; give the label map, not a probability map")
         label = np.round(label).astype(np.int64)
@@ -123,7 +94,7 @@ def prepare(images_dir, labels_dir, name: str, label_names_file=None, licence: s
 
     subjects = {}
     for sid in ids:
-        image = _read(images[sid])
+        image = read_nifti(images[sid], canonical=True)
         label = volumes[sid]
         if image.ndim == 4 and image.shape[3] == 1:
             image = image[..., 0]
@@ -141,14 +112,13 @@ def prepare(images_dir, labels_dir, name: str, label_names_file=None, licence: s
             subjects[sid] = previous
             print(f"{sid}: unchanged, kept")
             continue
-        _atomic_save(target, lambda temp: np.savez_compressed(open(temp, "wb"), image=_to_uint8(image),
-                                                              labels=new_labels))
+        atomic_write(target, lambda handle: np.savez_compressed(handle, image=to_uint8(image), labels=new_labels))
         subjects[sid] = {"file": target.name, "sha256": sha256_of(target), "sources": sources,
                          "shape": list(image.shape)}
         print(f"{sid}: {image.shape} -> {target}")
     manifest = {"name": name, "licence": licence, "label_names": names,
                 "label_values": {str(v): k for v, k in renumber.items()}, "subjects": subjects}
-    _atomic_save(manifest_path, lambda temp: temp.write_text(json.dumps(manifest, indent=2)))
+    atomic_write_text(manifest_path, json.dumps(manifest, indent=2))
     print(f"{len(subjects)} subjects, {len(names)} labels: use subject='prepared:{name}/<id>' "
           f"(e.g. prepared:{name}/{ids[0]})")
     return manifest_path

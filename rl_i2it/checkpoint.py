@@ -18,7 +18,7 @@ import torch
 
 from .errors import UserError
 
-__all__ = ["save_checkpoint", "load_checkpoint", "library_versions", "atomic_write_text"]
+__all__ = ["save_checkpoint", "load_checkpoint", "library_versions", "atomic_write_text", "atomic_write"]
 
 FORMAT_VERSION = 1
 
@@ -49,6 +49,11 @@ def _atomic(path: Path, write) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_write(path: Path, write) -> None:
+    """Write a file through ``write(binary handle)`` into a temporary file, fsync, then rename it into place."""
+    _atomic(path, write)
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from ..errors import UserError
 
 __all__ = ["BrainVolume", "TISSUE_LABELS", "load_mni152", "load_colin27", "load_circle_to_c", "load_subject",
-           "axial_slices", "crop_cube", "check_volume", "load_prepared", "prepared_dir", "COLIN27_DIR", "SUBJECTS"]
+           "axial_slices", "crop_cube", "check_volume", "read_nifti", "to_uint8", "load_prepared", "prepared_dir", "COLIN27_DIR", "SUBJECTS"]
 
 TISSUE_LABELS = {1: "grey matter", 2: "white matter"}
 COLIN27_DIR = Path("/usr/share/mricron/templates")
@@ -81,17 +81,21 @@ def _distribution_file(distribution: str, relative: str, install_hint: str) -> P
     return path
 
 
-def _read_nifti(path: Path) -> np.ndarray:
+def read_nifti(path: Path, canonical: bool = False) -> np.ndarray:
+    """The voxel array of a NIfTI file (reoriented to RAS with ``canonical``); a one-line error if unreadable."""
     import nibabel
 
     try:
-        return np.asarray(nibabel.load(str(path)).dataobj)
+        image = nibabel.load(str(path))
+        return np.asarray((nibabel.as_closest_canonical(image) if canonical else image).dataobj)
     except Exception as error:  # nibabel raises many types for unreadable files
-        raise UserError(f"cannot read the NIfTI file {path} ({type(error).__name__}: {error})") from None
+        raise UserError(f"cannot read the NIfTI file {path} ({type(error).__name__}: {error}); "
+                        f"re-download it") from None
 
 
-def _to_uint8(volume: np.ndarray) -> np.ndarray:
-    volume = volume.astype(np.float32)
+def to_uint8(volume: np.ndarray) -> np.ndarray:
+    """Intensities -> uint8 with the 99.5th percentile of the positive voxels at 255 (NaN counts as 0)."""
+    volume = np.nan_to_num(volume.astype(np.float32))
     top = np.percentile(volume[volume > 0], 99.5) if (volume > 0).any() else 1.0
     return np.clip(np.round(volume / top * 255), 0, 255).astype(np.uint8)
 
@@ -103,11 +107,11 @@ def load_mni152() -> BrainVolume:
     Cached (read-only use: do not modify the arrays in place).
     """
     hint = "pip install nilearn (its wheel carries the template)"
-    t1, gm, wm = (_read_nifti(_distribution_file("nilearn", _MNI_FILES.format(k), hint)) for k in ("t1", "gm", "wm"))
+    t1, gm, wm = (read_nifti(_distribution_file("nilearn", _MNI_FILES.format(k), hint)) for k in ("t1", "gm", "wm"))
     p_gm, p_wm = gm.astype(np.float32) / 255, wm.astype(np.float32) / 255
     p_bg = np.clip(1 - p_gm - p_wm, 0, 1)
     labels = np.argmax(np.stack([p_bg, p_gm, p_wm]), axis=0).astype(np.uint8)
-    return BrainVolume("mni152", _to_uint8(t1), labels, "nilearn: MNI152 ICBM 2009a (sym), 1 mm", "BSD-3-Clause")
+    return BrainVolume("mni152", to_uint8(t1), labels, "nilearn: MNI152 ICBM 2009a (sym), 1 mm", "BSD-3-Clause")
 
 
 def _intensity_tissue_labels(image: np.ndarray) -> np.ndarray:
@@ -132,11 +136,11 @@ def load_colin27(directory: Path | str = COLIN27_DIR) -> BrainVolume:
     if not path.is_file():
         raise UserError(f"Colin27 not found at {path}; install Debian's package with "
                         f"`apt-get install mricron-data` (or pass the folder holding ch2bet.nii.gz)")
-    colin = _read_nifti(path)
+    colin = read_nifti(path)
     grid = np.zeros((197, 233, 189), np.float32)
     x, y, z = _COLIN_OFFSET
     grid[x:x + colin.shape[0], y:y + colin.shape[1], z:z + colin.shape[2]] = colin
-    image = _to_uint8(grid)
+    image = to_uint8(grid)
     return BrainVolume("colin27", image, _intensity_tissue_labels(image), f"mricron-data: {path}", "BSD-3-Clause")
 
 

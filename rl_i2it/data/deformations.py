@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..envs.registration import quantise
 from ..nn.functional import compose_flow, integrate_velocity, warp, warp_labels
 
 __all__ = ["random_velocity", "random_intensity", "synthetic_pairs"]
@@ -88,13 +89,9 @@ def synthetic_pairs(images: torch.Tensor, labels: torch.Tensor, num_labels: int,
         to_fixed, fixed, fixed_labels = None, clean, source_labels.clone()
     if intensity:
         moving, fixed = random_intensity(moving, generator), random_intensity(fixed, generator)
-    pairs = {"moving": _quantise(moving), "fixed": _quantise(fixed), "moving_labels": moving_labels,
+    pairs = {"moving": quantise(moving), "fixed": quantise(fixed), "moving_labels": moving_labels,
              "fixed_labels": fixed_labels, "source": source}
     if with_truth:
         inverse = integrate_velocity(-v_moving, integration_steps)
         pairs["true_flow"] = inverse if to_fixed is None else compose_flow(inverse, to_fixed)
     return pairs
-
-
-def _quantise(image: torch.Tensor) -> torch.Tensor:
-    return image.mul(255.0).round_().clamp_(0, 255).to(torch.uint8)

@@ -35,7 +35,7 @@ import torch
 
 from ..errors import UserError
 from ..nn.functional import psnr
-from .registration import REWARD_MODES, quantise
+from .registration import REWARD_MODES, quantise, replace_finished
 
 __all__ = ["InpaintingEnv", "ImageSampler", "FaceSampler", "hole_slice", "crop_hole", "paste_hole", "mean_fill",
            "check_images"]
@@ -224,10 +224,7 @@ class InpaintingEnv:
                 "steps": steps}
         if not self.auto_reset:
             return final_obs, reward, terminated, truncated, info
-        fresh = self._draw(self.num_envs)
-        for name, value in s.items():
-            mask = done.view(-1, *([1] * (value.dim() - 1)))
-            s[name] = torch.where(mask, fresh[name], value)
+        replace_finished(s, self._draw(self.num_envs), done)
         return self.observation(), reward, terminated, truncated, info
 
     # ------------------------------------------------------------------ checkpointing

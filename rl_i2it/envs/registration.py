@@ -29,7 +29,7 @@ import torch
 
 from ..nn.functional import compose_flow, dice_score, warp
 
-__all__ = ["RegistrationEnv", "PairSampler", "REWARD_MODES"]
+__all__ = ["RegistrationEnv", "PairSampler", "REWARD_MODES", "quantise", "replace_finished"]
 
 REWARD_MODES = ("improvement", "absolute")
 
@@ -53,6 +53,16 @@ def as_pair_dict(pair) -> dict[str, torch.Tensor]:
         return dict(pair)
     moving, fixed = pair
     return {"moving": moving, "fixed": fixed}
+
+
+def replace_finished(state: dict[str, torch.Tensor], fresh: dict[str, torch.Tensor], done: torch.Tensor) -> None:
+    """Same-step auto-reset: every ``state`` tensor ``(B, ...)`` takes ``fresh``'s row where ``done`` ``(B,)``.
+
+    Selected with ``where``, so no data-dependent shapes and no host synchronisation.
+    """
+    for name, value in state.items():
+        mask = done.view(-1, *([1] * (value.dim() - 1)))
+        state[name] = torch.where(mask, fresh[name], value)
 
 
 def quantise(image: torch.Tensor) -> torch.Tensor:
@@ -170,10 +180,7 @@ class RegistrationEnv:
                 "steps": steps}
         if not self.auto_reset:
             return final_obs, reward, terminated, truncated, info
-        fresh = self._start(as_pair_dict(self.sampler.sample(self.num_envs, self.generator)))
-        for name, value in s.items():
-            mask = done.view(-1, *([1] * (value.dim() - 1)))
-            s[name] = torch.where(mask, fresh[name], value)
+        replace_finished(s, self._start(as_pair_dict(self.sampler.sample(self.num_envs, self.generator))), done)
         return self.observation(), reward, terminated, truncated, info
 
     # ------------------------------------------------------------------ checkpointing
