@@ -22,7 +22,17 @@ from .config import TrainConfig
 from .tasks import make_task
 from .train import resolve_device
 
-__all__ = ["train_one_step_baseline", "optimise_fields"]
+__all__ = ["train_one_step_baseline", "optimise_fields", "register_baseline", "BASELINE_TRAINERS"]
+
+#: task name -> ``trainer(cfg, seconds, device, lr, batch_size) -> results``: a task whose one-step baseline is a
+#: different network (pix2pix's U-Net, Johnson et al.'s transformer net) registers its own trainer here; it must
+#: return the task's evaluation at T = 1 with ``baseline`` (kind, iterations, seconds, batch_size, lr, parameters)
+#: and ``_networks`` as ``train_one_step_baseline`` documents
+BASELINE_TRAINERS: dict = {}
+
+
+def register_baseline(task: str, trainer) -> None:
+    BASELINE_TRAINERS[task] = trainer
 
 
 def train_one_step_baseline(cfg: TrainConfig, seconds: float, device: str = "auto", lr: float = 1e-3,
@@ -33,6 +43,8 @@ def train_one_step_baseline(cfg: TrainConfig, seconds: float, device: str = "aut
     ``_networks`` (planner, actor) for figures.
     """
     device = resolve_device(device)
+    if cfg.task in BASELINE_TRAINERS:
+        return BASELINE_TRAINERS[cfg.task](cfg, seconds=seconds, device=device, lr=lr, batch_size=batch_size)
     torch.manual_seed(cfg.seed)
     task = make_task(cfg, device)
     planner, actor = task.planner, task.actor

@@ -93,3 +93,26 @@ def test_missing_weights_get_a_clear_error(monkeypatch):
         perceptual.load_vgg19()
     with pytest.raises(ValueError, match="unknown VGG19 layer"):
         VGG19Features("relu9_9")
+
+
+@needs_weights
+def test_style_objective_grams_once_and_per_image_losses():
+    vgg = perceptual.load_vgg19("relu4_1")
+    card = fixed_image()
+    styles = torch.cat([card, card.flip(-1).flip(-2)])  # two styles
+    objective = perceptual.StyleObjective(vgg, styles, content_weight=2.0, style_weight=3.0, tv_weight=5.0)
+    assert objective.num_styles == 2 and objective.gram_relu1_1.shape == (2, 64, 64)
+    index = torch.tensor([0, 1])
+    out = objective(torch.cat([card, card]), torch.cat([card, card]), index)
+    assert set(out) == {"content", "style", "tv", "total"} and out["total"].shape == (2,)
+    assert torch.allclose(out["content"], torch.zeros(2), atol=1e-6), "the content image has no content loss"
+    assert out["style"][0] < 1e-6 * out["style"][1], "style 0 is the image itself; style 1 is not"
+    assert torch.allclose(out["total"], 2 * out["content"] + 3 * out["style"] + 5 * out["tv"])
+    # the cached content features give the same as the content image; gradients reach the image
+    image = card.clone().requires_grad_(True)
+    again = objective(image, objective.content_features(card.flip(-1)), torch.tensor([1]))
+    again["total"].sum().backward()
+    assert image.grad is not None and image.grad.abs().sum() > 0
+    assert not any(p.grad is not None for p in vgg.parameters())
+    with pytest.raises(ValueError, match="beyond"):
+        perceptual.StyleObjective(perceptual.load_vgg19("relu2_1"), styles)

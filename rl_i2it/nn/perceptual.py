@@ -13,6 +13,8 @@ name                                   meaning
 ``total_variation(image)``             mean absolute neighbour difference, ``(B,)``
 ``feature_distance(vgg, a, b)``        a VGG19 feature distance (channel-normalised, as LPIPS does, but
                                        with no learned weights: it is **not** LPIPS), ``(B,)``
+``StyleObjective(vgg, styles, ...)``   content + style + TV loss with the styles' Gram matrices computed
+                                       once; ``objective(image, content, style_index)`` -> dict of ``(B,)``
 =====================================  ==================================================================
 
 Input convention: RGB images in [0, 1], ``(B, 3, H, W)``. The weights are the VGG authors' (via Keras),
@@ -34,7 +36,10 @@ from ..errors import UserError
 
 __all__ = ["VGG19Features", "VGG19Unavailable", "load_vgg19", "vgg19_available", "vgg19_weights_path",
            "gram_matrix", "content_loss", "style_loss", "total_variation", "feature_distance", "LAYERS",
-           "IMAGENET_BGR_MEAN"]
+           "IMAGENET_BGR_MEAN", "StyleObjective", "STYLE_LAYERS", "CONTENT_LAYERS"]
+
+STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")  # Gatys et al. / Johnson et al. (up to relu4_1)
+CONTENT_LAYERS = ("relu4_1",)
 
 _CONVS_PER_BLOCK = (2, 2, 4, 4, 4)
 _CHANNELS = (64, 128, 256, 512, 512)
@@ -183,3 +188,69 @@ def feature_distance(vgg: VGG19Features, a: torch.Tensor, b: torch.Tensor,
         na, nb = F.normalize(fa[k], dim=1, eps=1e-10), F.normalize(fb[k], dim=1, eps=1e-10)
         total = total + (na - nb).pow(2).sum(1).flatten(1).mean(1)
     return total / len(available)
+
+
+class StyleObjective(nn.Module):
+    """The style-transfer loss ``content_weight * content + style_weight * style + tv_weight * tv``, per image.
+
+    ``styles``: the style images, uint8 or float in [0, 1], ``(K, 3, H, W)`` or a list of ``(3, H_k, W_k)``
+    (any sizes: Gram matrices are normalised by ``C * H * W``). Their Gram matrices are computed **once**, here,
+    and kept as buffers ``(K, C, C)`` per style layer; a batch picks its styles by ``style_index`` ``(B,)``.
+    VGG runs only to the deepest layer the losses use.
+
+    ``objective(image, content, style_index)``: ``image`` float ``(B, 3, H, W)`` in [0, 1] (gradients flow);
+    ``content`` the content images (uint8 or float, ``(B, 3, H, W)``) or their ``content_features(...)``;
+    ``style_index`` ``(B,)`` long (or None: style 0). Returns ``{"content", "style", "tv", "total"}``, each ``(B,)``.
+    """
+
+    def __init__(self, vgg: VGG19Features, styles, content_layers=CONTENT_LAYERS, style_layers=STYLE_LAYERS,
+                 content_weight: float = 1.0, style_weight: float = 1.0, tv_weight: float = 0.0):
+        super().__init__()
+        self.content_layers, self.style_layers = tuple(content_layers), tuple(style_layers)
+        missing = [k for k in self.content_layers + self.style_layers if k not in vgg.names]
+        if missing:
+            raise ValueError(f"layers {missing} are beyond the VGG module (up to {vgg.names[-1]}) or unknown")
+        deepest = max((vgg.names.index(k) for k in self.content_layers + self.style_layers), default=-1)
+        self.vgg = vgg
+        self.depth = vgg.names[deepest]
+        self.content_weight, self.style_weight, self.tv_weight = map(float, (content_weight, style_weight, tv_weight))
+        if isinstance(styles, torch.Tensor) and styles.dim() == 3:
+            styles = styles[None]
+        if len(styles) == 0:
+            raise UserError("StyleObjective needs at least one style image")
+        device = next(vgg.parameters()).device
+        grams: dict[str, list[torch.Tensor]] = {k: [] for k in self.style_layers}
+        with torch.no_grad():
+            for style in styles:
+                features = vgg(_as_float(style[None] if style.dim() == 3 else style).to(device), self.style_layers)
+                for k in self.style_layers:
+                    grams[k].append(gram_matrix(features[k]))
+        for k in self.style_layers:
+            self.register_buffer(f"gram_{k}", torch.cat(grams[k]), persistent=False)
+        self.num_styles = len(styles)
+
+    def target_grams(self, style_index: torch.Tensor | None, batch: int) -> dict[str, torch.Tensor]:
+        """The styles' Gram matrices for a batch: ``{layer: (B, C, C)}`` (or ``(1, C, C)`` for style 0)."""
+        if style_index is None:
+            return {k: getattr(self, f"gram_{k}")[:1] for k in self.style_layers}
+        return {k: getattr(self, f"gram_{k}")[style_index] for k in self.style_layers}
+
+    @torch.no_grad()
+    def content_features(self, content: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``{layer: (B, C, h, w)}`` of the content images at the content layers (compute once, reuse per step)."""
+        return self.vgg(_as_float(content), self.content_layers)
+
+    def forward(self, image: torch.Tensor, content, style_index: torch.Tensor | None = None) -> dict:
+        if isinstance(content, torch.Tensor):
+            content = self.content_features(content)
+        features = self.vgg(image, self.content_layers + self.style_layers)
+        c = content_loss(features, content, self.content_layers)
+        s = style_loss(features, self.target_grams(style_index, image.shape[0]), self.style_layers)
+        tv = total_variation(image)
+        total = self.content_weight * c + self.style_weight * s + self.tv_weight * tv
+        return {"content": c, "style": s, "tv": tv, "total": total}
+
+
+def _as_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 0..255 or float [0, 1] -> float [0, 1]."""
+    return images.float() / 255.0 if images.dtype == torch.uint8 else images
