@@ -18,9 +18,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 try:
@@ -28,6 +26,7 @@ try:
 except ImportError:  # run from a checkout that was not pip-installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from rl_i2it.checkpoint import atomic_write, atomic_write_text
 from rl_i2it.data import cache_dir
 from rl_i2it.data.checksums import sha256_of
 from rl_i2it.data.faces import IMAGE_SUFFIXES, face_folder_files
@@ -57,17 +56,10 @@ def prepare(source: Path, dest: Path, size: int = 128, limit: int | None = None)
         left, top = (rgb.width - side) // 2, (rgb.height - side) // 2
         square = rgb.crop((left, top, left + side, top + side)).resize((size, size), Image.LANCZOS)
         target = dest / f"{file.stem}.png"
-        descriptor, temp_name = tempfile.mkstemp(dir=dest, prefix=f".{target.name}.", suffix=".part")
-        os.close(descriptor)
-        try:
-            square.save(temp_name, format="PNG")
-            os.replace(temp_name, target)
-        finally:
-            if os.path.exists(temp_name):
-                os.unlink(temp_name)
+        atomic_write(target, lambda handle: square.save(handle, format="PNG"))
         manifest["files"][target.name] = sha256_of(target)
     text = json.dumps(manifest, indent=1, sort_keys=True)
-    (dest / "manifest.json").write_text(text)
+    atomic_write_text(dest / "manifest.json", text)
     manifest["manifest_sha256"] = hashlib.sha256(text.encode()).hexdigest()
     return manifest
 
