@@ -36,15 +36,17 @@ def register_baseline(task: str, trainer) -> None:
 
 
 def train_one_step_baseline(cfg: TrainConfig, seconds: float, device: str = "auto", lr: float = 1e-3,
-                            batch_size: int | None = None) -> dict:
-    """Train the one-step network for ``seconds`` of wall time; return the task's evaluation (T = 1).
+                            batch_size: int | None = None, max_iterations: int | None = None) -> dict:
+    """Train the one-step network for ``seconds`` of wall time (or until ``max_iterations``, whichever comes
+    first: tests use it to be independent of the machine's speed); return the task's evaluation (T = 1).
 
     The result holds ``baseline`` (iterations, seconds, parameters) besides the usual metric keys, and
     ``_networks`` (planner, actor) for figures.
     """
     device = resolve_device(device)
     if cfg.task in BASELINE_TRAINERS:
-        return BASELINE_TRAINERS[cfg.task](cfg, seconds=seconds, device=device, lr=lr, batch_size=batch_size)
+        limit = {} if max_iterations is None else {"max_iterations": max_iterations}
+        return BASELINE_TRAINERS[cfg.task](cfg, seconds=seconds, device=device, lr=lr, batch_size=batch_size, **limit)
     torch.manual_seed(cfg.seed)
     task = make_task(cfg, device)
     planner, actor = task.planner, task.actor
@@ -55,7 +57,7 @@ def train_one_step_baseline(cfg: TrainConfig, seconds: float, device: str = "aut
     batch_size = batch_size or cfg.batch_size
     episodes = task.make_env(task.env.sampler, batch_size, auto_reset=False, seed=cfg.seed + 2)
     iterations, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
+    while time.perf_counter() - started < seconds and (max_iterations is None or iterations < max_iterations):
         batch = initial_batch(episodes) if initial_batch is not None else {"obs": episodes.reset()}  # first states
         dist, skips, _ = planner(batch["obs"])
         action = actor(dist.mean, skips)
@@ -96,3 +98,18 @@ def optimise_fields(moving: torch.Tensor, fixed: torch.Tensor, iterations: int =
         loss.backward()
         optimiser.step()
     return field.detach()
+
+
+from .tasks.photo_translation import train_pix2pix_baseline  # noqa: E402  (issue 7: pix2pix's U-Net)
+
+register_baseline("photo", train_pix2pix_baseline)
+
+
+from .tasks.image_style import train_style_baseline  # noqa: E402  (issue 8: a Johnson-style network)
+
+register_baseline("image_style", train_style_baseline)
+
+
+from .tasks.video_style import train_per_frame_baseline  # noqa: E402  (issue 8: Johnson's network per frame)
+
+register_baseline("video_style", train_per_frame_baseline)

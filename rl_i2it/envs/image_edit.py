@@ -43,8 +43,7 @@ from typing import Callable, Protocol
 
 import torch
 
-from ..errors import UserError
-from .registration import REWARD_MODES, quantise, replace_finished
+from .registration import check_episode_settings, quantise, replace_finished
 
 __all__ = ["ImageEditEnv", "EpisodeSampler", "Scorer"]
 
@@ -77,12 +76,7 @@ class ImageEditEnv:
                  reward_mode: str = "improvement", reward_scale: float = 1.0, done_bonus: float = 1.0,
                  score_threshold: float = math.inf, auto_reset: bool = True, device: torch.device | str = "cpu",
                  seed: int = 0):
-        if reward_mode not in REWARD_MODES:
-            raise UserError(f"unknown reward mode {reward_mode!r}; use one of {REWARD_MODES}")
-        if num_envs < 1:
-            raise UserError(f"num_envs must be >= 1; got {num_envs}")
-        if max_steps < 1:
-            raise UserError(f"max_steps must be >= 1; got {max_steps}")
+        check_episode_settings(reward_mode, num_envs, max_steps)
         self.sampler, self.scorer = sampler, scorer
         self.num_envs, self.max_steps = int(num_envs), int(max_steps)
         self.obs_keys, self.initial = tuple(obs_keys), initial

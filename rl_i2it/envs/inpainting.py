@@ -35,7 +35,7 @@ import torch
 
 from ..errors import UserError
 from ..nn.functional import psnr
-from .registration import REWARD_MODES, quantise, replace_finished
+from .registration import check_episode_settings, quantise, replace_finished
 
 __all__ = ["InpaintingEnv", "ImageSampler", "FaceSampler", "hole_slice", "crop_hole", "paste_hole", "mean_fill",
            "check_images"]
@@ -128,10 +128,7 @@ class InpaintingEnv:
                  reward_mode: str = "improvement", reward_scale: float = 1.0, done_bonus: float = 1.0,
                  psnr_threshold: float = 30.0, auto_reset: bool = True, device: torch.device | str = "cpu",
                  seed: int = 0):
-        if reward_mode not in REWARD_MODES:
-            raise UserError(f"unknown reward mode {reward_mode!r}; use one of {REWARD_MODES}")
-        if num_envs < 1:
-            raise UserError(f"num_envs must be >= 1; got {num_envs}")
+        check_episode_settings(reward_mode, num_envs, max_steps)
         self.sampler, self.num_envs, self.max_steps = sampler, int(num_envs), int(max_steps)
         self.image_size = int(sampler.images.shape[-1])
         self.hole = hole_slice(self.image_size, hole_size)

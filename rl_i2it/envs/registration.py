@@ -27,9 +27,10 @@ from typing import Protocol
 
 import torch
 
+from ..errors import UserError
 from ..nn.functional import compose_flow, dice_score, warp
 
-__all__ = ["RegistrationEnv", "PairSampler", "REWARD_MODES", "quantise", "replace_finished"]
+__all__ = ["RegistrationEnv", "PairSampler", "REWARD_MODES", "quantise", "replace_finished", "check_episode_settings"]
 
 REWARD_MODES = ("improvement", "absolute")
 
@@ -65,6 +66,16 @@ def replace_finished(state: dict[str, torch.Tensor], fresh: dict[str, torch.Tens
         state[name] = torch.where(mask, fresh[name], value)
 
 
+def check_episode_settings(reward_mode: str, num_envs: int, max_steps: int) -> None:
+    """The settings every env shares: a one-line ``UserError`` for an unknown reward mode or a count below 1."""
+    if reward_mode not in REWARD_MODES:
+        raise UserError(f"unknown reward mode {reward_mode!r}; use one of {REWARD_MODES}")
+    if num_envs < 1:
+        raise UserError(f"num_envs must be >= 1; got {num_envs}")
+    if max_steps < 1:
+        raise UserError(f"max_steps (the episode length) must be >= 1; got {max_steps}")
+
+
 def quantise(image: torch.Tensor) -> torch.Tensor:
     """float [0, 1] -> uint8 0..255, rounded (the authors truncate, which darkens every step)."""
     return image.mul(255.0).round_().clamp_(0, 255).to(torch.uint8)
@@ -89,10 +100,7 @@ class RegistrationEnv:
                  reward_scale: float = 10.0, done_bonus: float = 1.0, dice_threshold: float = 0.96,
                  mask_threshold: int = 0, auto_reset: bool = True, device: torch.device | str = "cpu",
                  seed: int = 0):
-        if reward_mode not in REWARD_MODES:
-            raise ValueError(f"unknown reward mode {reward_mode!r}; use one of {REWARD_MODES}")
-        if num_envs < 1:
-            raise ValueError(f"num_envs must be >= 1; got {num_envs}")
+        check_episode_settings(reward_mode, num_envs, max_steps)
         self.sampler, self.num_envs, self.max_steps = sampler, int(num_envs), int(max_steps)
         self.reward_mode, self.reward_scale, self.done_bonus = reward_mode, float(reward_scale), float(done_bonus)
         self.dice_threshold, self.mask_threshold = float(dice_threshold), int(mask_threshold)
