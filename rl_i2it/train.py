@@ -141,7 +141,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ statistics (device-resident)
     def _zero_stats(self) -> dict[str, torch.Tensor]:
-        names = ("critic_loss", "actor_loss", "aux_loss", "alpha", "q", "log_prob", "kl", "aux_ncc", "aux_smooth",
+        names = ("critic_loss", "actor_loss", "aux_loss", "alpha", "q", "log_prob", "kl",
                  "updates", "actor_updates", "episodes", "episode_score", "episode_initial_score", "episode_steps",
                  "reward") + tuple(getattr(self.task, "log_names", ()))
         return {name: torch.zeros((), device=self.device) for name in names}
@@ -276,7 +276,7 @@ class Trainer:
         s = {k: v.item() for k, v in self.stats.items()}
         row: dict = {"env_steps": self.env_steps, "updates": self.updates}
         n_updates, n_actor, n_episodes = s.pop("updates"), s.pop("actor_updates"), s.pop("episodes")
-        for name in ("critic_loss", "aux_loss", "alpha", "q", "log_prob", "kl", "aux_ncc", "aux_smooth"):
+        for name in ("critic_loss", "aux_loss", "alpha", "q", "log_prob", "kl"):
             row[name] = s[name] / n_updates if n_updates else None
         row["actor_loss"] = s["actor_loss"] / n_actor if n_actor else None
         for name in getattr(self.task, "log_names", ()):  # a task's own logs, averaged per update

@@ -113,12 +113,15 @@ def test_env_truncates_and_auto_resets():
     env = ImageEditEnv(Targets(), mae_score, num_envs=5, max_steps=2, auto_reset=True)
     env.reset(seed=0)
     grey = torch.full((5, 3, 8, 8), 0.5)
+    drawn = env.generator.get_state()
     _, _, terminated, truncated, info = env.step(grey)
     assert not (terminated | truncated).any() and (info["steps"] == 1).all()
+    assert torch.equal(env.generator.get_state(), drawn), "no episode could end: no fresh episodes drawn"
     first_index = env.episode["index"].clone()
     _, _, terminated, truncated, info = env.step(grey)
     assert truncated.all() and not terminated.any() and (info["steps"] == 2).all()
     assert (env._state["steps"] == 0).all(), "finished episodes restart"
+    assert not torch.equal(env.generator.get_state(), drawn)
     assert torch.equal(env.current, env.episode["source"])
     assert torch.equal(env.last_index, first_index)
     with pytest.raises(ValueError, match="shape"):

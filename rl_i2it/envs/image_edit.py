@@ -34,7 +34,9 @@ Reward ``"improvement"``: ``reward_scale * (score_t - score_{t-1}) + done_bonus 
 ``reward_scale * score_t + done_bonus * terminated``. An episode terminates when the score reaches
 ``score_threshold`` (default: never); a timeout is truncation. Each step's image is quantised to uint8 by the
 env, so the policy acts on exactly what the replay buffer stores; finished episodes are replaced in the same
-step with ``where`` (no data-dependent shapes, no host synchronisation).
+step with ``where`` (no data-dependent shapes). Fresh episodes are drawn (and scored: for style, a VGG pass)
+only on steps where some episode can end: with no ``score_threshold`` that is known before the step (a timeout),
+so the other steps skip the draw and the sampler's generator advances only when episodes are replaced.
 """
 from __future__ import annotations
 
@@ -160,10 +162,14 @@ class ImageEditEnv:
         done = terminated | truncated
         info = {"score": score, "final_obs": final_obs, "done": done, "initial_score": s["initial_score"],
                 "steps": steps}
-        if not self.auto_reset:
+        if not self.auto_reset or not self._may_end(steps):
             return final_obs, reward, terminated, truncated, info
         replace_finished(s, self._start(self.sampler.sample(self.num_envs, self.generator)), done)
         return self.observation(), reward, terminated, truncated, info
+
+    def _may_end(self, steps: torch.Tensor) -> bool:
+        """Whether an episode may have ended at this step: always with a score threshold, else on a timeout."""
+        return not math.isinf(self.score_threshold) or bool((steps >= self.max_steps).any())
 
     # ------------------------------------------------------------------ checkpointing
     def state_dict(self) -> dict:

@@ -39,7 +39,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import UserError
-from .registration import REWARD_MODES, quantise, replace_finished
+from .registration import check_episode_settings, quantise, replace_finished
 
 __all__ = ["MemoryCodec", "ClipSampler", "VideoStyleEnv"]
 
@@ -145,10 +145,9 @@ class VideoStyleEnv:
     def __init__(self, sampler, scorer, codec: MemoryCodec, num_envs: int, frame_steps: int,
                  frame_state: bool = True, reward_mode: str = "improvement", reward_scale: float = 1.0,
                  auto_reset: bool = True, device: torch.device | str = "cpu", seed: int = 0):
-        if reward_mode not in REWARD_MODES:
-            raise UserError(f"unknown reward mode {reward_mode!r}; use one of {REWARD_MODES}")
-        if num_envs < 1 or frame_steps < 1:
-            raise UserError(f"num_envs and frame_steps must be >= 1; got {num_envs} and {frame_steps}")
+        check_episode_settings(reward_mode, num_envs, frame_steps * int(sampler.clip_frames))
+        if frame_steps < 1:
+            raise UserError(f"frame_steps must be >= 1; got {frame_steps}")
         self.sampler, self.scorer, self.codec = sampler, scorer, codec
         self.num_envs, self.frame_steps, self.frame_state = int(num_envs), int(frame_steps), bool(frame_state)
         self.clip_frames = int(sampler.clip_frames)

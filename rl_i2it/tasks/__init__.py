@@ -31,3 +31,15 @@ def make_task(cfg: TrainConfig, device: torch.device | str = "cpu") -> Task:
 from .face_inpainting import FaceInpaintingTask  # noqa: E402  (issue 6)
 
 register_task("face", FaceInpaintingTask)
+
+from .photo_translation import PhotoTranslationTask  # noqa: E402  (issue 7)
+
+register_task("photo", PhotoTranslationTask)
+
+from .image_style import ImageStyleTask  # noqa: E402  (issue 8)
+
+register_task("image_style", ImageStyleTask)
+
+from .video_style import VideoStyleTask  # noqa: E402  (issue 8, video)
+
+register_task("video_style", VideoStyleTask)

