@@ -45,7 +45,7 @@ from typing import Callable, Protocol
 
 import torch
 
-from .registration import check_episode_settings, quantise, replace_finished
+from .registration import check_episode_settings, quantise, replace_finished, step_reward
 
 __all__ = ["ImageEditEnv", "EpisodeSampler", "Scorer"]
 
@@ -152,11 +152,7 @@ class ImageEditEnv:
         steps = s["steps"] + 1
         terminated = score >= self.score_threshold
         truncated = (steps >= self.max_steps) & ~terminated
-        bonus = self.done_bonus * terminated.float()
-        if self.reward_mode == "improvement":
-            reward = self.reward_scale * (score - s["score"]) + bonus
-        else:
-            reward = self.reward_scale * score + bonus
+        reward = step_reward(score, s["score"], terminated, self.reward_mode, self.reward_scale, self.done_bonus)
         s.update(current=current, steps=steps, score=score)
         final_obs = self.observation()
         done = terminated | truncated

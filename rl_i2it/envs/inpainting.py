@@ -35,7 +35,7 @@ import torch
 
 from ..errors import UserError
 from ..nn.functional import psnr
-from .registration import check_episode_settings, quantise, replace_finished
+from .registration import check_episode_settings, quantise, replace_finished, step_reward
 
 __all__ = ["InpaintingEnv", "ImageSampler", "FaceSampler", "hole_slice", "crop_hole", "paste_hole", "mean_fill",
            "check_images"]
@@ -209,11 +209,7 @@ class InpaintingEnv:
         steps = s["steps"] + 1
         terminated = score >= self.psnr_threshold
         truncated = (steps >= self.max_steps) & ~terminated
-        bonus = self.done_bonus * terminated.float()
-        if self.reward_mode == "improvement":
-            reward = self.reward_scale * (score - s["score"]) + bonus
-        else:
-            reward = self.reward_scale * score + bonus
+        reward = step_reward(score, s["score"], terminated, self.reward_mode, self.reward_scale, self.done_bonus)
         s.update(patch=new_patch, steps=steps, score=score)
         final_obs = self.observation()
         done = terminated | truncated

@@ -30,7 +30,8 @@ import torch
 from ..errors import UserError
 from ..nn.functional import compose_flow, dice_score, warp
 
-__all__ = ["RegistrationEnv", "PairSampler", "REWARD_MODES", "quantise", "replace_finished", "check_episode_settings"]
+__all__ = ["RegistrationEnv", "PairSampler", "REWARD_MODES", "quantise", "replace_finished", "check_episode_settings",
+           "step_reward"]
 
 REWARD_MODES = ("improvement", "absolute")
 
@@ -74,6 +75,14 @@ def check_episode_settings(reward_mode: str, num_envs: int, max_steps: int) -> N
         raise UserError(f"num_envs must be >= 1; got {num_envs}")
     if max_steps < 1:
         raise UserError(f"max_steps (the episode length) must be >= 1; got {max_steps}")
+
+
+def step_reward(score: torch.Tensor, previous: torch.Tensor, terminated: torch.Tensor, mode: str, scale: float,
+                done_bonus: float) -> torch.Tensor:
+    """``(B,)`` rewards of the image envs: ``"improvement"``: ``scale * (score - previous) + done_bonus *
+    terminated``; ``"absolute"``: ``scale * score + done_bonus * terminated``."""
+    bonus = done_bonus * terminated.float()
+    return scale * (score - previous) + bonus if mode == "improvement" else scale * score + bonus
 
 
 def quantise(image: torch.Tensor) -> torch.Tensor:

@@ -33,7 +33,7 @@ from torch import nn
 
 from ..config import TrainConfig
 
-__all__ = ["Task"]
+__all__ = ["Task", "WholeImageTask"]
 
 
 class Task:
@@ -66,3 +66,23 @@ class Task:
     def parameter_counts(self) -> dict[str, int]:
         modules = {"planner": self.planner, "actor": self.actor, "critic": self.critic, **self.extra_modules}
         return {name: sum(p.numel() for p in m.parameters()) for name, m in modules.items()}
+
+
+class WholeImageTask(Task):
+    """A task on ``envs.image_edit.ImageEditEnv`` (photo translation, image style): replay by reference.
+
+    A transition stores the sampler index of its episode, the current image before and after the step (uint8,
+    the observation's last three channels), plan, reward and terminated; ``unpack`` rebuilds the rest of the
+    observation from the index (each task knows its own episode data).
+    """
+
+    def transition_spec(self):
+        image = ((3, self.cfg.image_size, self.cfg.image_size), torch.uint8)
+        return {"index": ((), torch.int32), "current": image, "next_current": image,
+                "plan": ((self.planner.plan_dim,), torch.float32), "reward": ((), torch.float32),
+                "terminated": ((), torch.bool)}
+
+    def pack(self, obs, plan, reward, terminated, next_obs):
+        """The episode index comes from the env (``last_index``: the episodes of the step just taken)."""
+        return {"index": self.env.last_index, "current": obs[:, -3:], "next_current": next_obs[:, -3:], "plan": plan,
+                "reward": reward, "terminated": terminated}

@@ -48,7 +48,7 @@ from ..errors import DataError, UserError
 from ..nn.perceptual import LAYERS, StyleObjective, load_vgg19
 from ..nn.transformer_net import TransformerNet, width_for_parameters
 from ..planner import Planner
-from .base import Task
+from .base import WholeImageTask
 
 __all__ = ["ImageStyleTask", "ContentSampler", "content_images", "episode_of", "EditActor",
            "rollout_style", "train_style_baseline", "EVAL_SEED"]
@@ -148,7 +148,7 @@ def rollout_style(step, env: ImageEditEnv, content: torch.Tensor, steps: int) ->
     return torch.stack(images)
 
 
-class ImageStyleTask(Task):
+class ImageStyleTask(WholeImageTask):
     """Builds the VGG objective, content bank, env and networks of a ``StyleConfig``."""
 
     name = "image_style"
@@ -203,18 +203,7 @@ class ImageStyleTask(Task):
                         initial="content", reward_mode=cfg.reward_mode, reward_scale=cfg.reward_scale,
                         done_bonus=cfg.done_bonus, auto_reset=auto_reset, device=self.device, seed=seed)
 
-    # ------------------------------------------------------------------ replay: references, not copies
-    def transition_spec(self):
-        image = ((3, self.cfg.image_size, self.cfg.image_size), torch.uint8)
-        return {"index": ((), torch.int32), "current": image, "next_current": image,
-                "plan": ((self.planner.plan_dim,), torch.float32), "reward": ((), torch.float32),
-                "terminated": ((), torch.bool)}
-
-    def pack(self, obs, plan, reward, terminated, next_obs):
-        """The content index comes from the env (``last_index``: the episodes of the step just taken)."""
-        return {"index": self.env.last_index, "current": obs[:, 3:], "next_current": next_obs[:, 3:], "plan": plan,
-                "reward": reward, "terminated": terminated}
-
+    # ------------------------------------------------------------------ replay: references (spec, pack: WholeImageTask)
     def unpack(self, stored):
         content = self.bank[stored["index"].long()]
         return {"obs": torch.cat([content, stored["current"]], 1),

@@ -50,7 +50,7 @@ from ..nn.functional import psnr
 from ..nn.perceptual import VGG19Unavailable, feature_distance, load_vgg19, total_variation
 from ..nn.unet_generator import UNetGenerator
 from ..planner import Planner
-from .base import Task
+from .base import WholeImageTask
 
 __all__ = ["PhotoTranslationTask", "PairSampler", "psnr_score", "translation_metrics", "rollout_images",
            "PerceptualMetric", "train_pix2pix_baseline", "ms_per_image", "INITIAL_IMAGES"]
@@ -178,7 +178,7 @@ def ms_per_image(act, obs: torch.Tensor, steps: int, repeats: int = 3) -> float:
     return 1000 * best / obs.shape[0]
 
 
-class PhotoTranslationTask(Task):
+class PhotoTranslationTask(WholeImageTask):
     """Builds the data, env, networks, conditional discriminator and its optimiser of a ``PhotoConfig``."""
 
     name = "photo"
@@ -228,18 +228,7 @@ class PhotoTranslationTask(Task):
                             reward_mode=cfg.reward_mode, reward_scale=cfg.reward_scale, done_bonus=cfg.done_bonus,
                             score_threshold=cfg.psnr_threshold, auto_reset=auto_reset, device=self.device, seed=seed)
 
-    # ------------------------------------------------------------------ replay: references, not copies
-    def transition_spec(self):
-        image = ((3, self.cfg.image_size, self.cfg.image_size), torch.uint8)
-        return {"index": ((), torch.int32), "current": image, "next_current": image,
-                "plan": ((self.planner.plan_dim,), torch.float32), "reward": ((), torch.float32),
-                "terminated": ((), torch.bool)}
-
-    def pack(self, obs, plan, reward, terminated, next_obs):
-        """The pair index comes from the env (``last_index``: the episodes of the step just taken)."""
-        return {"index": self.env.last_index, "current": obs[:, 3:], "next_current": next_obs[:, 3:], "plan": plan,
-                "reward": reward, "terminated": terminated}
-
+    # ------------------------------------------------------------------ replay: references (spec, pack: WholeImageTask)
     def unpack(self, stored):
         episode = self.env.sampler.episode(stored["index"])
         return {"obs": self.env.observation(episode, stored["current"]),
