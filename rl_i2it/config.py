@@ -473,7 +473,7 @@ class VideoStyleConfig(TrainConfig):
     style_weight: float = 2e-10
     tv_weight: float = 0.0
     temporal_weight: float = 10.0  #: weight of the mean absolute temporal error (images in [0, 1]) in the aux loss
-    flow_magnitude: float = 0.02  #: synthetic flow: lattice std as a fraction of S (plus a shift of up to 1.5 x that)
+    flow_magnitude: float = 0.02  #: synthetic flow: lattice std as a fraction of S (plus a global shift of up to 0.03 S, fixed)
     planner_widths: tuple[int, ...] = (8, 16, 32, 32)  #: planner levels; the plan grid is S / 2^(levels - 1)
     critic_widths: tuple[int, ...] = (8, 16, 32, 32)
     plan_channels: int = 4  #: plan = plan_channels x grid x grid numbers

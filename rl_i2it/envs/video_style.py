@@ -263,7 +263,7 @@ class VideoStyleEnv:
         done = truncated
         info = {"score": info_score, "final_obs": final_obs, "done": done, "initial_score": s["initial_score"],
                 "steps": steps, "frame_end": frame_end}
-        if not self.auto_reset:
+        if not self.auto_reset or not bool(done.any()):  # fresh clips (two VGG passes) only when one ends
             return final_obs, reward, terminated, truncated, info
         replace_finished(s, self._start(self.sampler.sample(self.num_envs, self.generator)), done)
         return self.observation(), reward, terminated, truncated, info

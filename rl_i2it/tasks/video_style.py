@@ -325,7 +325,7 @@ class VideoStyleTask(Task):
         if short:
             raise UserError(f"held-out parts of {short} have fewer than {frames} frames; lower eval_frames or "
                             f"test_fraction")
-        real = torch.stack([video[:frames] for video in tests])
+        real = torch.stack([video[-frames:] for video in tests])  # the clip's last frames: far from the train part
         pool = torch.cat(tests)
         pick = torch.linspace(0, len(pool) - 1, max(synthetic, 1)).round().long()[:synthetic]
         generator = torch.Generator().manual_seed(1234)
@@ -367,8 +367,9 @@ class VideoStyleTask(Task):
             temporal.append(torch.stack(errors).mean().item())
             with torch.no_grad():
                 values = self.objective(outputs[:, k].flatten(0, 1).float() / 255, outputs[:, 0].flatten(0, 1))
-            for name in losses:
-                losses[name].append(values[name].mean().item())
+            weights = {"style": self.objective.style_weight, "content": self.objective.content_weight, "total": 1.0}
+            for name in losses:  # the weighted terms, as they enter the total
+                losses[name].append(weights[name] * values[name].mean().item())
         return {"temporal_error": temporal, **losses}
 
     def evaluate(self, planner, actor, steps: int | None = None, clips: torch.Tensor | None = None,
@@ -379,7 +380,7 @@ class VideoStyleTask(Task):
         if pairs is not None or pairs_file is not None:
             raise UserError("--pairs is for the digits task; video evaluation uses held-out clips")
         cfg = self.cfg
-        steps = steps or cfg.frame_steps
+        steps = cfg.frame_steps if steps is None else steps
         if steps < 1:
             raise UserError(f"evaluation steps per frame must be >= 1; got {steps}")
         started = time.perf_counter()
