@@ -225,7 +225,7 @@ class FaceInpaintingTask(Task):
         if pairs is not None or pairs_file is not None:
             raise UserError("--pairs is for the digits task; face evaluation uses held-out faces")
         cfg = self.cfg
-        steps = steps or cfg.eval_steps
+        steps = cfg.eval_steps if steps is None else steps
         if steps < 1:
             raise UserError(f"evaluation steps must be >= 1; got {steps}")
         given = images is not None

@@ -62,8 +62,9 @@ def content_images(source: str, split: str, n: int, size: int, seed: int) -> tor
 
     ``source`` ``"photos"``: the shipped photos of ``split`` (``data.photos``); otherwise a folder of images (as
     ``data_scripts/fetch_coco.py`` writes): its sorted files, the last 1/20 (at least one) the test split, each file
-    checked against ``manifest.json`` when there is one. Random square crops (half to all of the shorter side) and
-    flips of the split's images.
+    checked against ``manifest.json`` when there is one. Random square crops and flips of the split's images; a
+    crop's side is a quarter to all of the image's shorter side for ``"photos"`` (``photo_bank``'s default
+    ``min_scale=0.25``), half to all of it for a folder.
     """
     if source == "photos":
         return photo_bank(split, n, size, seed=seed)
@@ -256,7 +257,7 @@ class ImageStyleTask(WholeImageTask):
         if pairs is not None or pairs_file is not None:
             raise UserError("--pairs is for the digits task; style evaluation uses held-out photo crops")
         cfg = self.cfg
-        steps = steps or cfg.eval_steps
+        steps = cfg.eval_steps if steps is None else steps
         if steps < 1:
             raise UserError(f"evaluation steps must be >= 1; got {steps}")
         given = images is not None
