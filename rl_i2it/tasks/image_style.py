@@ -48,7 +48,7 @@ from ..errors import DataError, UserError
 from ..nn.perceptual import LAYERS, StyleObjective, load_vgg19
 from ..nn.transformer_net import TransformerNet, width_for_parameters
 from ..planner import Planner
-from .base import WholeImageTask
+from .base import WholeImageTask, check_planner_size, evaluation_steps
 
 __all__ = ["ImageStyleTask", "ContentSampler", "content_images", "episode_of", "EditActor",
            "rollout_style", "train_style_baseline", "EVAL_SEED"]
@@ -158,10 +158,7 @@ class ImageStyleTask(WholeImageTask):
 
     def __init__(self, cfg: StyleConfig, device: torch.device):
         self.cfg, self.device = cfg, device
-        factor = 2 ** (len(cfg.planner_widths) - 1)
-        if cfg.image_size % factor or cfg.image_size % 4:
-            raise UserError(f"image size {cfg.image_size} must be divisible by {max(factor, 4)} for planner widths "
-                            f"{cfg.planner_widths}; change image_size or use fewer levels")
+        check_planner_size(cfg.image_size, cfg.planner_widths, at_least=4)
         unknown = [k for k in cfg.content_layers + cfg.style_layers if k not in LAYERS]
         if unknown or not cfg.style_layers:
             raise UserError(f"unknown or missing VGG19 layers {unknown or 'style_layers'}; use names such as "
@@ -254,12 +251,9 @@ class ImageStyleTask(WholeImageTask):
                  step_fn=None) -> dict:
         """The pinned protocol; ``images`` (uint8 ``(N, 3, S, S)``) replaces the held-out crops; ``step_fn``
         (a ``rollout_style`` step) replaces the policy (the one-step baseline)."""
-        if pairs is not None or pairs_file is not None:
-            raise UserError("--pairs is for the digits task; style evaluation uses held-out photo crops")
         cfg = self.cfg
-        steps = cfg.eval_steps if steps is None else steps
-        if steps < 1:
-            raise UserError(f"evaluation steps must be >= 1; got {steps}")
+        steps = evaluation_steps(steps, cfg.eval_steps, pairs, pairs_file,
+                                 "style evaluation uses held-out photo crops")
         given = images is not None
         if given:
             check_images(images, cfg.image_size, "content images")

@@ -50,7 +50,7 @@ from ..nn.functional import psnr
 from ..nn.perceptual import VGG19Unavailable, feature_distance, load_vgg19, total_variation
 from ..nn.unet_generator import UNetGenerator
 from ..planner import Planner
-from .base import WholeImageTask
+from .base import WholeImageTask, check_planner_size, evaluation_steps
 
 __all__ = ["PhotoTranslationTask", "PairSampler", "psnr_score", "translation_metrics", "rollout_images",
            "PerceptualMetric", "train_pix2pix_baseline", "ms_per_image", "INITIAL_IMAGES"]
@@ -189,10 +189,7 @@ class PhotoTranslationTask(WholeImageTask):
         self.cfg, self.device = cfg, device
         if cfg.initial not in INITIAL_IMAGES:
             raise UserError(f"unknown first image {cfg.initial!r}; use one of {INITIAL_IMAGES}")
-        factor = 2 ** (len(cfg.planner_widths) - 1)
-        if cfg.image_size % factor:
-            raise UserError(f"image size {cfg.image_size} must be divisible by {factor} for planner widths "
-                            f"{cfg.planner_widths}; change image_size or use fewer levels")
+        check_planner_size(cfg.image_size, cfg.planner_widths)
         if cfg.image_size < 2 ** len(cfg.disc_widths) * 4:
             raise UserError(f"image size {cfg.image_size} is too small for discriminator widths {cfg.disc_widths} "
                             f"(needs {2 ** len(cfg.disc_widths) * 4}); use fewer disc_widths")
@@ -330,13 +327,12 @@ class PhotoTranslationTask(WholeImageTask):
                  pairs_file=None) -> dict:
         """The pinned protocol on the policy; ``source``/``target`` (uint8 ``(N, 3, S, S)``) replace the
         held-out pairs."""
-        if pairs is not None or pairs_file is not None:
-            raise UserError("--pairs is for the digits task; photo evaluation uses the held-out pairs")
+        steps = evaluation_steps(steps, self.cfg.eval_steps, pairs, pairs_file,
+                                 "photo evaluation uses the held-out pairs")
         was_training = planner.training, actor.training
         planner.eval(), actor.eval()
         try:
             held_out = None if source is not None else self.evaluation_pairs(n_pairs)
-            steps = self.cfg.eval_steps if steps is None else steps
             return self.evaluate_act(policy_act(planner, actor), steps, held_out, source, target)
         finally:
             planner.train(was_training[0]), actor.train(was_training[1])

@@ -60,7 +60,7 @@ from ..nn.blocks import ConvGRUCell, conv
 from ..nn.functional import warp
 from ..nn.perceptual import StyleObjective, load_vgg19
 from ..planner import LOG_STD_MAX, LOG_STD_MIN, Planner, as_float_image
-from .base import Task
+from .base import Task, check_planner_size, evaluation_steps
 
 __all__ = ["VideoStyleTask", "VideoPlanner", "VideoActor", "VideoCritic", "temporal_error", "rollout_video",
            "estimate_flows", "REAL_VALID_THRESHOLD"]
@@ -213,10 +213,7 @@ class VideoStyleTask(Task):
 
     def __init__(self, cfg: VideoStyleConfig, device: torch.device):
         self.cfg, self.device = cfg, device
-        factor = 2 ** (len(cfg.planner_widths) - 1)
-        if cfg.image_size % factor or cfg.image_size % 4:
-            raise UserError(f"image size {cfg.image_size} must be divisible by {max(factor, 4)} for planner widths "
-                            f"{cfg.planner_widths}; change image_size or use fewer levels")
+        check_planner_size(cfg.image_size, cfg.planner_widths, at_least=4)
         if cfg.clip_frames < 2 or cfg.frame_steps < 1:
             raise UserError(f"clip_frames must be >= 2 and frame_steps >= 1; got {cfg.clip_frames} and "
                             f"{cfg.frame_steps}")
@@ -377,12 +374,9 @@ class VideoStyleTask(Task):
         """The pinned protocol; ``steps`` per frame defaults to ``frame_steps`` (1 evaluates a one-step model).
 
         ``clips`` (uint8 ``(N, F, 3, S, S)``) replaces the held-out real clips (flow estimated as for them)."""
-        if pairs is not None or pairs_file is not None:
-            raise UserError("--pairs is for the digits task; video evaluation uses held-out clips")
         cfg = self.cfg
-        steps = cfg.frame_steps if steps is None else steps
-        if steps < 1:
-            raise UserError(f"evaluation steps per frame must be >= 1; got {steps}")
+        steps = evaluation_steps(steps, cfg.frame_steps, pairs, pairs_file, "video evaluation uses held-out clips",
+                                 name="evaluation steps per frame")
         started = time.perf_counter()
         data = self.evaluation_clips(frames)
         given = clips is not None
