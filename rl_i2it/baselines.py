@@ -100,7 +100,7 @@ def optimise_fields(moving: torch.Tensor, fixed: torch.Tensor, iterations: int =
     return field.detach()
 
 
-from .tasks.photo_translation import train_pix2pix_baseline  # noqa: E402  (issue 7: pix2pix's U-Net)
+from .tasks.photo_translation import train_pix2pix_baseline  # noqa: E402
 
 register_baseline("photo", train_pix2pix_baseline)
 

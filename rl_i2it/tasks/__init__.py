@@ -1,25 +1,34 @@
-"""Tasks: an env + networks + auxiliary loss + metrics, one file per paper task, and a registry.
+"""Tasks: an env + networks + auxiliary loss + metrics, one file per paper task, and one registry.
 
-``make_task(cfg, device)`` builds the task a config names. A later task plugs in with
-``register_task(name, cls)`` (and ``config.register_config``) without touching the CLI.
+``make_task(cfg, device)`` builds the task a config names. Every task registers itself here in one way,
+``register_task(name, task_class, config_class, presets, defaults)``, which also registers its config and presets
+with ``config.register_config``; a new task plugs in the same way without touching the CLI.
 """
 from __future__ import annotations
 
 import torch
 
-from ..config import TrainConfig
+from ..config import TrainConfig, register_config
 from ..errors import UserError
 from .base import Task
-from .brain_registration import Brain3DTask, BrainRegistrationTask
-from .digits import DigitsTask
+from .brain_registration import _BRAIN3D_PRESETS, _BRAIN_PRESETS, BRAIN_DEFAULTS, Brain3DTask, BrainConfig, \
+    BrainRegistrationTask
+from .digits import _DIGITS_PRESETS, DIGITS_DEFAULTS, DigitsConfig, DigitsTask
+from .face_inpainting import _FACE_PRESETS, FACE_DEFAULTS, FaceConfig, FaceInpaintingTask
+from .image_style import _STYLE_PRESETS, STYLE_DEFAULTS, ImageStyleTask, StyleConfig
+from .photo_translation import _PHOTO_PRESETS, PHOTO_DEFAULTS, PhotoConfig, PhotoTranslationTask
+from .video_style import _VIDEO_PRESETS, VIDEO_DEFAULTS, VideoStyleConfig, VideoStyleTask
 
 __all__ = ["Task", "DigitsTask", "TASKS", "register_task", "make_task"]
 
-TASKS: dict[str, type[Task]] = {"digits": DigitsTask, "brain2d": BrainRegistrationTask, "brain3d": Brain3DTask}
+TASKS: dict[str, type[Task]] = {}
 
 
-def register_task(name: str, cls: type[Task]) -> None:
-    TASKS[name] = cls
+def register_task(name: str, task_class: type[Task], config_class: type[TrainConfig], presets: dict[str, dict],
+                  defaults: dict | None = None) -> None:
+    """Register a task, its config class and its ``smoke`` / ``course`` / ``paper`` presets (over ``defaults``)."""
+    register_config(name, config_class, presets, defaults)
+    TASKS[name] = task_class
 
 
 def make_task(cfg: TrainConfig, device: torch.device | str = "cpu") -> Task:
@@ -28,18 +37,10 @@ def make_task(cfg: TrainConfig, device: torch.device | str = "cpu") -> Task:
     return TASKS[cfg.task](cfg, torch.device(device))
 
 
-from .face_inpainting import FaceInpaintingTask  # noqa: E402  (issue 6)
-
-register_task("face", FaceInpaintingTask)
-
-from .photo_translation import PhotoTranslationTask  # noqa: E402  (issue 7)
-
-register_task("photo", PhotoTranslationTask)
-
-from .image_style import ImageStyleTask  # noqa: E402  (issue 8)
-
-register_task("image_style", ImageStyleTask)
-
-from .video_style import VideoStyleTask  # noqa: E402  (issue 8, video)
-
-register_task("video_style", VideoStyleTask)
+register_task("digits", DigitsTask, DigitsConfig, _DIGITS_PRESETS, DIGITS_DEFAULTS)
+register_task("brain2d", BrainRegistrationTask, BrainConfig, _BRAIN_PRESETS, BRAIN_DEFAULTS)
+register_task("brain3d", Brain3DTask, BrainConfig, _BRAIN3D_PRESETS, BRAIN_DEFAULTS)
+register_task("face", FaceInpaintingTask, FaceConfig, _FACE_PRESETS, FACE_DEFAULTS)
+register_task("photo", PhotoTranslationTask, PhotoConfig, _PHOTO_PRESETS, PHOTO_DEFAULTS)
+register_task("image_style", ImageStyleTask, StyleConfig, _STYLE_PRESETS, STYLE_DEFAULTS)
+register_task("video_style", VideoStyleTask, VideoStyleConfig, _VIDEO_PRESETS, VIDEO_DEFAULTS)

