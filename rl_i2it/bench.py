@@ -28,7 +28,8 @@ import torch
 from .config import make_config
 from .errors import UserError
 from .planner import sample_plan
-from .train import Trainer, resolve_device
+from .device import resolve_device
+from .train import Trainer
 
 __all__ = ["run_benchmark"]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from .config import TrainConfig, make_config
-from .train import resolve_device
+from .device import resolve_device
 
 __all__ = ["project_root", "runs_root", "NotebookSetup", "notebook_setup", "offline_sources", "machine"]
 

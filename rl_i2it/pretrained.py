@@ -18,7 +18,7 @@ from .checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from .config import from_yaml
 from .errors import UserError
 from .tasks import Task, make_task
-from .train import resolve_device
+from .device import resolve_device
 
 __all__ = ["Pretrained", "load_pretrained", "available", "export_run", "CHECKPOINT_DIR"]
 

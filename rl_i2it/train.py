@@ -22,32 +22,18 @@ from . import sac
 from .buffer import ReplayBuffer
 from .checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from .config import TrainConfig, from_yaml, to_yaml
+from .device import resolve_device
 from .errors import UserError
+from .evaluate import EvalResult
 from .planner import sample_plan
 from .tasks import make_task
+from .tasks.base import adversary_update
 
-__all__ = ["Trainer", "load_run", "resolve_device", "IF_EXISTS"]
+__all__ = ["Trainer", "load_run", "IF_EXISTS"]
 
 IF_EXISTS = ("error", "resume", "overwrite")
 CHECKPOINT = "checkpoint.pt"
 RUN_FILES = ("config.yaml", "metrics.jsonl", "eval.json", CHECKPOINT, "figures")  # what a run owns in its dir
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; a CUDA request without CUDA is an error."""
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError:
-        raise UserError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device {device!r} requested but CUDA is not available here; use --device cpu or auto")
-    if resolved.type not in ("cpu", "cuda"):
-        raise UserError(f"unsupported device {device!r}; use auto, cpu, cuda or cuda:N")
-    return resolved
 
 
 class Trainer:
@@ -84,8 +70,8 @@ class Trainer:
         }
         self.log_alpha = torch.tensor(float(cfg.init_log_alpha), device=self.device, requires_grad=True)
         self.optimisers["alpha"] = torch.optim.Adam([self.log_alpha], lr=cfg.lr_alpha)
-        # tasks with extra networks (a discriminator) own their optimisers; they are checkpointed with the rest
-        self.optimisers.update(getattr(t, "extra_optimisers", {}))
+        if t.adversary is not None:  # a discriminator: stepped, clipped and checkpointed like every network
+            self.optimisers[t.adversary.name] = t.adversary.optimiser
         self.target_entropy = sac.target_entropy(self.planner.plan_dim, cfg.target_entropy_per_dim)
         self.buffer = ReplayBuffer(cfg.buffer_capacity, t.transition_spec(), self.device)
         self.replay_generator = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
@@ -143,7 +129,7 @@ class Trainer:
     def _zero_stats(self) -> dict[str, torch.Tensor]:
         names = ("critic_loss", "actor_loss", "aux_loss", "alpha", "q", "log_prob", "kl",
                  "updates", "actor_updates", "episodes", "episode_score", "episode_initial_score", "episode_steps",
-                 "reward") + tuple(getattr(self.task, "log_names", ()))
+                 "reward") + tuple(self.task.log_names)
         return {name: torch.zeros((), device=self.device) for name in names}
 
     @property
@@ -158,7 +144,7 @@ class Trainer:
         plan = sample_plan(dist, self.policy_generator)
         action = self.actor(plan, skips)
         next_obs, reward, terminated, truncated, info = self.task.env.step(action)
-        self.buffer.add(self.task.pack(self.obs, plan, reward, terminated, info["final_obs"]))
+        self.buffer.add(self.task.pack(self.obs, plan, reward, terminated, info["final_obs"], info))
         done = info["done"].float()
         s = self.stats
         s["episodes"] += done.sum()
@@ -190,9 +176,10 @@ class Trainer:
         plan = sample_plan(dist, self.policy_generator)  # reparameterised: gradients reach the planner
         log_prob = dist.log_prob(plan)
         action = self.actor(plan, skips)
-        extra_update = getattr(self.task, "extra_update", None)  # e.g. a discriminator step, once per update
-        extra_logs = extra_update(batch, action, self.updates) if extra_update is not None else {}
-        aux_loss, aux_logs = self.task.aux_loss(batch, plan, action)
+        # the adversary (a discriminator) first, on this update's actions detached; then the auxiliary loss
+        adversary_logs = adversary_update(self.task, batch, action, self.updates, cfg.grad_clip)
+        aux = self.task.aux_loss(batch, plan, action, self.updates)
+        aux_loss = aux.loss
         kl = sac.kl_to_standard_normal(dist).mean()
         loss = cfg.aux_weight * aux_loss + cfg.kl_weight * kl
         s = self.stats
@@ -219,7 +206,7 @@ class Trainer:
         s["q"] += q1.detach().mean()
         s["log_prob"] += log_prob.detach().mean()
         s["kl"] += kl.detach()
-        for name, value in {**aux_logs, **extra_logs}.items():
+        for name, value in {**aux.logs, **adversary_logs}.items():
             if name in s:
                 s[name] += value
 
@@ -279,7 +266,7 @@ class Trainer:
         for name in ("critic_loss", "aux_loss", "alpha", "q", "log_prob", "kl"):
             row[name] = s[name] / n_updates if n_updates else None
         row["actor_loss"] = s["actor_loss"] / n_actor if n_actor else None
-        for name in getattr(self.task, "log_names", ()):  # a task's own logs, averaged per update
+        for name in self.task.log_names:  # a task's own logs, averaged per update
             row[name] = s[name] / n_updates if n_updates else None
         row["episodes"] = int(n_episodes)
         for name in ("episode_score", "episode_initial_score", "episode_steps"):
@@ -296,8 +283,7 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
         rng = {"replay": self.replay_generator.get_state(), "policy": self.policy_generator.get_state()}
-        networks = {"planner": self.planner, "actor": self.actor, "critic": self.critic,
-                    "critic_target": self.critic_target, **self.task.extra_modules}
+        networks = self.task.networks()
         return {
             "config": to_yaml(self.cfg),
             "networks": {name: m.state_dict() for name, m in networks.items()},
@@ -319,9 +305,7 @@ class Trainer:
         return path
 
     def _load_state(self, state: dict) -> None:
-        networks = {"planner": self.planner, "actor": self.actor, "critic": self.critic,
-                    "critic_target": self.critic_target, **self.task.extra_modules}
-        for name, module in networks.items():
+        for name, module in self.task.networks().items():
             module.load_state_dict(state["networks"][name])
         for name, optimiser in self.optimisers.items():
             optimiser.load_state_dict(state["optimisers"][name])
@@ -349,8 +333,9 @@ class Trainer:
         atomic_write_text(path, "".join(row + "\n" for row in rows))
 
     # ------------------------------------------------------------------ evaluation
-    def evaluate(self, **kwargs) -> dict:
-        return self.task.evaluate(self.planner, self.actor, **kwargs)
+    def evaluate(self, **options) -> EvalResult:
+        """The task's pinned protocol of the trained policy (plan mean)."""
+        return self.task.evaluate(self.task.policy(), **options)
 
     @property
     def finished(self) -> bool:

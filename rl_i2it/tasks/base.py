@@ -1,100 +1,178 @@
-"""The Task contract: what the trainer, evaluator and benchmark need from every paper task.
+"""The Task contract: everything the trainer, evaluator, baselines and benchmark use, declared once.
 
-============================================  =========================================================
-member                                        meaning
-============================================  =========================================================
-``env``                                       the batched training env (``envs/``)
-``make_env(sampler, num_envs, auto_reset,``   another env of the same kind (evaluation, baselines)
-``seed)``
-``planner``, ``actor``, ``critic``            the networks (``critic`` is a ``TwinCritic``)
-``extra_modules``                             e.g. discriminators: saved and restored with the rest
-``transition_spec()``                         name -> (shape, dtype) of what one stored transition holds
-``pack(obs, plan, reward, terminated,``       the dict the replay buffer stores, ``(B, ...)`` tensors
-``next_obs)``
-``unpack(stored)``                            -> dict with ``obs``, ``next_obs``, ``plan``, ``reward``,
-                                              ``terminated`` as the learner needs them
-``aux_loss(batch, plan, action)``             ``(loss, logs)``: the task's auxiliary loss through the
-                                              env's own transition; trains actor and planner
-``evaluate(planner, actor, **kw)``            the task's pinned evaluation protocol -> a JSON-able dict
-*optional hooks*
-``extra_optimisers``                          name -> optimiser of ``extra_modules`` (a discriminator's):
-                                              checkpointed and restored with the trainer's own
-``extra_update(batch, action, updates)``      once per learner update, before the auxiliary loss (e.g.
-                                              a discriminator step); returns a dict of logs
-``log_names``                                 names of a task's own logs, averaged into metrics rows
-``initial_batch(env)``                        the one-step baseline's batch when its loss needs more than
-                                              the state (face: the true hole)
-============================================  =========================================================
+A new task's checklist (implement these members, nothing else; register it with ``tasks.register_task``):
+
+===================================================  ==============================================================
+member                                               meaning
+===================================================  ==============================================================
+``name``, ``baseline``                               the task's registry name; the name of its one-step baseline
+                                                     (``rl_i2it.baselines.BASELINES``)
+config class + presets                               a frozen ``TrainConfig`` subclass with the task's own fields
+                                                     and ``validate()`` checks, and ``smoke``/``course``/``paper``
+``__init__(cfg, device)``                            builds ``env``, ``planner``, ``actor``, ``critic``,
+                                                     ``critic_target`` (and ``adversary`` if it has one)
+``make_env(sampler, num_envs, auto_reset, seed)``    another env of the same kind (evaluation, baselines)
+``transition_spec()``                                name -> (shape, dtype) of what one stored transition holds
+``pack(obs, plan, reward, terminated, next_obs,``    the dict the replay buffer stores, ``(B, ...)`` tensors; an
+``info)``                                            episode reference comes from ``info``, never from the env
+``unpack(stored)``                                   -> dict with ``obs``, ``next_obs``, ``plan``, ``reward``,
+                                                     ``terminated`` (and whatever ``aux_loss`` needs)
+``aux_loss(batch, plan, action, updates)``           ``AuxOut(loss, logs)``: the auxiliary loss through the env's
+                                                     own transition; trains actor and planner
+``evaluate(policy, steps=None, ...)``                the pinned protocol of any ``Policy`` -> ``EvalResult``
+*optional*
+``log_names``                                        the task's own logs (keys of ``AuxOut.logs`` and of the
+                                                     adversary's), averaged per update into ``metrics.jsonl``
+``adversary`` + ``adversary_loss(batch, fake)``      a discriminator and its optimiser (``Adversary``): the
+                                                     trainer steps it once per learner update from
+                                                     ``adversary.start_updates`` on, with the same gradient
+                                                     clipping, checkpointing and logging as every network
+``initial_batch(env)``                               a one-step network's training batch (default: fresh first
+                                                     states; face adds the true hole)
+===================================================  ==============================================================
 """
 from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from ..config import TrainConfig
 from ..errors import UserError
+from ..evaluate import EvalResult
+from ..policy import PlannerPolicy, Policy
 
-__all__ = ["Task", "WholeImageTask", "check_planner_size", "evaluation_steps"]
-
-
-def check_planner_size(image_size: int, planner_widths: tuple[int, ...], at_least: int = 1) -> None:
-    """The image must survive the planner's ``len(planner_widths) - 1`` halvings (and be divisible by
-    ``at_least``, e.g. an actor's own downsampling); a one-line ``UserError`` otherwise."""
-    halvings = 2 ** (len(planner_widths) - 1)
-    if image_size % halvings or image_size % at_least:
-        raise UserError(f"image size {image_size} must be divisible by {max(halvings, at_least)} for planner widths "
-                        f"{planner_widths}; change image_size or use fewer levels")
+__all__ = ["Task", "AuxOut", "Adversary", "WholeImageTask", "evaluation_steps"]
 
 
-def evaluation_steps(steps: int | None, default: int, pairs=None, pairs_file=None,
-                     uses: str = "this task's evaluation uses its held-out data", name: str = "evaluation steps") -> int:
-    """The steps of a pinned evaluation (``default`` when None), refusing ``< 1`` and the digits-only ``--pairs``."""
-    if pairs is not None or pairs_file is not None:
-        raise UserError(f"--pairs is for the digits task; {uses}")
+def evaluation_steps(steps: int | None, default: int, name: str = "evaluation steps") -> int:
+    """The steps of a pinned evaluation (``default`` when None), refusing ``< 1`` with a one-line ``UserError``."""
     steps = default if steps is None else steps
     if steps < 1:
         raise UserError(f"{name} must be >= 1; got {steps}")
     return steps
 
 
-class Task:
-    name = ""
+@dataclass
+class AuxOut:
+    """An auxiliary (or adversary) loss and its device-resident logs (keys from the task's ``log_names``)."""
+
+    loss: torch.Tensor
+    logs: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class Adversary:
+    """A discriminator the trainer owns: stepped on ``Task.adversary_loss`` once per learner update from update
+    ``start_updates`` on (``-1``: never), checkpointed as ``networks[name]`` / ``optimisers[name]``."""
+
+    module: nn.Module
+    optimiser: torch.optim.Optimizer
+    start_updates: int
+    name: str = "discriminator"
+
+    def active(self, updates: int) -> bool:
+        """Whether the adversarial phase is on at learner update ``updates`` (a host-side integer)."""
+        return self.start_updates >= 0 and updates >= self.start_updates
+
+
+class Task(abc.ABC):
+    """The contract of a paper task (see the module docstring for the checklist)."""
+
+    name: ClassVar[str] = ""
+    baseline: ClassVar[str] = "one_step"
+    log_names: ClassVar[tuple[str, ...]] = ()
+
     cfg: TrainConfig
     device: torch.device
+    env: object
     planner: nn.Module
     actor: nn.Module
     critic: nn.Module
-    extra_modules: dict[str, nn.Module] = {}
+    critic_target: nn.Module
+    adversary: Adversary | None = None
 
+    @abc.abstractmethod
     def make_env(self, sampler, num_envs: int, auto_reset: bool, seed: int = 0):
-        raise NotImplementedError
+        """Another env of this task's kind on ``sampler`` (evaluation and baselines use it)."""
 
+    @abc.abstractmethod
     def transition_spec(self) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
-        raise NotImplementedError
+        """Name -> (shape, dtype) of one stored transition."""
 
-    def pack(self, obs, plan, reward, terminated, next_obs) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def pack(self, obs, plan, reward, terminated, next_obs, info) -> dict[str, torch.Tensor]:
+        """What the buffer stores of a batched step, from its tensors and the env's ``info``."""
 
+    @abc.abstractmethod
     def unpack(self, stored: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
+        """A sampled batch as the learner needs it (``obs``, ``next_obs``, ``plan``, ``reward``, ``terminated``)."""
 
-    def aux_loss(self, batch: dict[str, torch.Tensor], plan: torch.Tensor, action: torch.Tensor):
-        raise NotImplementedError
+    @abc.abstractmethod
+    def aux_loss(self, batch: dict[str, torch.Tensor], plan: torch.Tensor, action: torch.Tensor,
+                 updates: int) -> AuxOut:
+        """The task's auxiliary loss of ``action`` on ``batch`` at learner update ``updates``."""
 
-    def evaluate(self, planner: nn.Module, actor: nn.Module, **kwargs) -> dict:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def evaluate(self, policy: Policy, steps: int | None = None, **options) -> EvalResult:
+        """The pinned evaluation protocol of ``policy``."""
+
+    # ------------------------------------------------------------------ with defaults
+    def adversary_loss(self, batch: dict[str, torch.Tensor], fake: torch.Tensor) -> AuxOut:
+        """The discriminator's loss on real data in ``batch`` against ``fake`` (detached); tasks with an
+        ``adversary`` implement it."""
+        raise NotImplementedError(f"task {self.name!r} has no adversary")
+
+    def initial_batch(self, env) -> dict[str, torch.Tensor]:
+        """A one-step network's training batch: fresh first states (tasks whose loss needs a target add it)."""
+        return {"obs": env.reset()}
+
+    def policy(self, deterministic: bool = True, generator: torch.Generator | None = None,
+               plan_transform=None) -> PlannerPolicy:
+        """This task's planner + actor as a ``Policy``."""
+        return PlannerPolicy(self.planner, self.actor, deterministic, generator, plan_transform)
+
+    def networks(self) -> dict[str, nn.Module]:
+        """Every network a checkpoint holds, by name."""
+        modules = {"planner": self.planner, "actor": self.actor, "critic": self.critic,
+                   "critic_target": self.critic_target}
+        if self.adversary is not None:
+            modules[self.adversary.name] = self.adversary.module
+        return modules
 
     def parameter_counts(self) -> dict[str, int]:
-        modules = {"planner": self.planner, "actor": self.actor, "critic": self.critic, **self.extra_modules}
-        return {name: sum(p.numel() for p in m.parameters()) for name, m in modules.items()}
+        networks = self.networks()
+        networks.pop("critic_target")
+        return {name: sum(p.numel() for p in m.parameters()) for name, m in networks.items()}
+
+
+def adversary_update(task: Task, batch: dict[str, torch.Tensor], action: torch.Tensor, updates: int,
+                     grad_clip: float = 0.0) -> dict[str, torch.Tensor]:
+    """One discriminator step on ``task.adversary_loss`` when the adversarial phase is on; returns its logs.
+
+    The trainer and the one-step baselines both call it, so the discriminator is stepped the same way everywhere.
+    """
+    adversary = task.adversary
+    if adversary is None or not adversary.active(updates):
+        return {}
+    out = task.adversary_loss(batch, action.detach())
+    adversary.optimiser.zero_grad(set_to_none=True)
+    out.loss.backward()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(adversary.module.parameters(), grad_clip)
+    adversary.optimiser.step()
+    return out.logs
 
 
 class WholeImageTask(Task):
     """A task on ``envs.image_edit.ImageEditEnv`` (photo translation, image style): replay by reference.
 
-    A transition stores the sampler index of its episode, the current image before and after the step (uint8,
-    the observation's last three channels), plan, reward and terminated; ``unpack`` rebuilds the rest of the
-    observation from the index (each task knows its own episode data).
+    A transition stores the sampler index of its episode (from ``info["index"]``), the current image before and
+    after the step (uint8, the observation's last three channels), plan, reward and terminated; ``unpack`` rebuilds
+    the rest of the observation from the index (each task knows its own episode data).
     """
 
     def transition_spec(self):
@@ -103,7 +181,15 @@ class WholeImageTask(Task):
                 "plan": ((self.planner.plan_dim,), torch.float32), "reward": ((), torch.float32),
                 "terminated": ((), torch.bool)}
 
-    def pack(self, obs, plan, reward, terminated, next_obs):
-        """The episode index comes from the env (``last_index``: the episodes of the step just taken)."""
-        return {"index": self.env.last_index, "current": obs[:, -3:], "next_current": next_obs[:, -3:], "plan": plan,
+    def pack(self, obs, plan, reward, terminated, next_obs, info):
+        return {"index": info["index"], "current": obs[:, -3:], "next_current": next_obs[:, -3:], "plan": plan,
                 "reward": reward, "terminated": terminated}
+
+
+def check_planner_size(image_size: int, planner_widths: tuple[int, ...], at_least: int = 1) -> None:
+    """TEMPORARY (removed once every task checks in its config's ``validate``): see
+    ``TrainConfig.check_divisible``."""
+    halvings = 2 ** (len(planner_widths) - 1)
+    if image_size % halvings or image_size % at_least:
+        raise UserError(f"image size {image_size} must be divisible by {max(halvings, at_least)} for planner widths "
+                        f"{planner_widths}; change image_size or use fewer levels")

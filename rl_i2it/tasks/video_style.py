@@ -226,7 +226,7 @@ def estimate_flows(clips: torch.Tensor, iterations: int) -> tuple[torch.Tensor, 
     ``clips`` uint8 ``(N, F, 3, S, S)`` -> ``flow`` ``(N, F-1, 2, S, S)`` with ``warp(frame t+1, flow_t) ≈ frame
     t`` and ``valid`` bool ``(N, F-1, 1, S, S)``: inside the frame and photometrically consistent.
     """
-    from ..baselines import optimise_fields
+    from ..nn.field_optimisation import optimise_fields
 
     n, f = clips.shape[:2]
     grey = clips.float().mean(2, keepdim=True).round().to(torch.uint8)  # (N, F, 1, S, S)
