@@ -88,7 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--batch", type=int, default=None, help="B, environments stepped together")
     bench.add_argument("--batch-size", type=int, default=None, help="learner batch (default: the preset's)")
     bench.add_argument("--seconds", type=float, default=3.0, help="time spent on each measurement")
-    bench.add_argument("--json", action="store_true", help="print JSON only (the default output is JSON too)")
+    bench.add_argument("--replay-ratio", type=float, default=3.2,
+                       help="samples trained per env step in the loop measurement (default: the authors' 3.2, so "
+                            "the comparison with them stays like for like)")
+    bench.add_argument("--json", action="store_true", help="print one JSON object (default: one line per figure)")
     _settable(bench)
     _common(bench)
 
@@ -115,8 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _public(results: dict) -> dict:
-    return {k: v for k, v in results.items() if not k.startswith("_")}
+def _summary(result) -> str:
+    """One line: the score at the first state (identity) and after the protocol's steps."""
+    return (f"{result.score_name} {result.score_identity:.3f} (identity) -> {result.score_final:.3f} after "
+            f"{len(result.score_per_step) - 1} steps")
 
 
 def _cmd_train(args) -> int:
@@ -133,15 +138,9 @@ def _cmd_train(args) -> int:
     trainer.train(progress=not args.quiet)
     print(f"trained {cfg.task} [{cfg.preset}] to {trainer.env_steps} env steps in {trainer.wall_time:.1f} s")
     if not args.no_eval:
-        results = _public(trainer.evaluate())
-        atomic_write_text(run_dir / "eval.json", json.dumps(results, indent=2))
-        if "dice_final" in results:
-            print(f"eval: dice {results['dice_identity']:.3f} (identity) -> {results['dice_final']:.3f} "
-                  f"after {results['protocol']['steps']} steps; written to {run_dir / 'eval.json'}")
-        else:  # tasks scored otherwise (face: PSNR on the hole) name their score
-            print(f"eval: {results['score_name']} {results['score_identity']:.3f} (identity) -> "
-                  f"{results['score_final']:.3f} after {results['protocol']['steps']} steps; written to "
-                  f"{run_dir / 'eval.json'}")
+        result = trainer.evaluate()
+        atomic_write_text(run_dir / "eval.json", json.dumps(result.to_json(), indent=2))
+        print(f"eval: {_summary(result)}; written to {run_dir / 'eval.json'}")
     print(f"run directory: {run_dir}")
     return 0
 
@@ -149,46 +148,49 @@ def _cmd_train(args) -> int:
 def _cmd_eval(args) -> int:
     from .train import load_run
 
-    trainer = load_run(args.run_dir, device=args.device)
-    pairs = None
-    if args.pairs:
-        from .tasks.digits import load_pairs_file
-
-        pairs = load_pairs_file(args.pairs)
     if args.steps is not None and args.steps < 1:
         raise UserError(f"--steps must be >= 1; got {args.steps}")
-    results = _public(trainer.evaluate(steps=args.steps, pairs=pairs, pairs_file=args.pairs))
+    trainer = load_run(args.run_dir, device=args.device)
+    options = {}
+    if args.pairs:
+        if trainer.cfg.task != "digits":
+            raise UserError(f"--pairs is for the digits task; {trainer.cfg.task!r} evaluates on its own held-out "
+                            f"data (drop --pairs)")
+        from .tasks.digits import load_pairs_file
+
+        options = {"pairs": load_pairs_file(args.pairs), "pairs_file": args.pairs}
+    result = trainer.evaluate(steps=args.steps, **options)
     if args.json:
-        print(json.dumps(results))
-    elif "identity" in results and "final" in results:  # face: every metric, identity -> after T steps
-        print(json.dumps(results["protocol"], indent=2))
-        for name in results["final"]:
-            print(f"{name:>12}: {results['identity'][name]:.4f} (identity) -> {results['final'][name]:.4f}")
-    else:
-        print(json.dumps(results["protocol"], indent=2))
-        for name, block in (("default", results), ("strict", results.get("strict")),
-                            ("same_class", results.get("same_class"))):
-            if block:
-                print(f"{name:>10}: dice {block['dice_identity']:.3f} -> {block['dice_final']:.3f}, "
-                      f"folding {100 * block['folding_fraction']:.2f} %")
+        print(json.dumps(result.to_json()))
+        return 0
+    print(json.dumps(result.protocol, indent=2))
+    print(_summary(result))
+    for name, table in result.tables.items():  # every metric (and sub-protocol) table: identity -> final
+        if isinstance(table, dict) and "identity" in table and "final" in table:
+            print(f"{name:>24}: {table['identity']:.4f} (identity) -> {table['final']:.4f}")
     return 0
 
 
 def _cmd_bench(args) -> int:
     from .bench import run_benchmark
 
-    print(json.dumps(run_benchmark(args.task, args.preset, batch=args.batch, batch_size=args.batch_size,
-                                   device=args.device, seconds=args.seconds, **_settings(args))))
+    report = run_benchmark(args.task, args.preset, batch=args.batch, batch_size=args.batch_size,
+                           device=args.device, seconds=args.seconds, replay_ratio=args.replay_ratio,
+                           **_settings(args))
+    if args.json:
+        print(json.dumps(report))
+    else:
+        for name, value in report.items():
+            print(f"{name:>32}: {json.dumps(value) if isinstance(value, dict) else value}")
     return 0
 
 
 def _cmd_baseline(args) -> int:
-    from .baselines import train_one_step_baseline
+    from .baselines import train_baseline
     from .config import make_config
 
     cfg = make_config(args.task, args.preset, **{**_settings(args), "seed": args.seed})
-    results = _public(train_one_step_baseline(cfg, seconds=args.seconds, device=args.device))
-    text = json.dumps(results)
+    text = json.dumps(train_baseline(cfg, seconds=args.seconds, device=args.device).to_json())
     if args.out:
         from .checkpoint import atomic_write_text
 

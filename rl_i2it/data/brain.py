@@ -157,7 +157,7 @@ def load_subject(name: str) -> BrainVolume:
 
 
 def prepared_dir(dataset: str) -> Path:
-    from . import cache_dir
+    from .cache import cache_dir
 
     return cache_dir() / "brain" / dataset
 

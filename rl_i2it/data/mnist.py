@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import DataError, UserError
-from . import cache_dir
+from .cache import cache_dir
 from .checksums import verify_file
 
 __all__ = ["load_mnist", "MnistSplit", "mnist_dir", "MNIST_SHA256", "SPLIT_FILES", "SPLITS", "SOURCES"]
