@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PRESET ?= course
 RUN_DIR ?= runs/digits/quickstart-$(PRESET)
 
-.PHONY: install browser-deps quickstart test bench figures clean
+.PHONY: install browser-deps quickstart test bench figures gpu-check clean
 
 $(STAMP): pyproject.toml requirements-data.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,11 @@ figures: install
 
 bench: install
 	$(BIN)/python -m rl_i2it bench --task digits --preset paper --device cpu --json
+
+## gpu-check: every task at the smoke preset on CUDA (train, resume, eval, CPU load, bench) and the contract tests
+## on CUDA, one JSON report in runs/gpu-check/report.json; refuses in one line without CUDA (CI never runs it)
+gpu-check: install
+	$(BIN)/python -m rl_i2it gpu-check --out runs/gpu-check/report.json
 
 clean:
 	rm -rf runs .pytest_cache

@@ -115,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--ray-gpus", type=float, default=None, help="GPUs of the local Ray instance (default: all)")
     sweep.add_argument("--dry-run", action="store_true", help="list the jobs, their run directories and "
                                                               "whether each is finished; run nothing")
+    gpu = sub.add_parser("gpu-check", help="every task at smoke on CUDA: train, resume, eval, CPU load, bench, "
+                                           "the contract tests; one JSON report (refuses without CUDA)")
+    gpu.add_argument("--out", default="runs/gpu-check/report.json", help="the JSON report (default: %(default)s)")
+    gpu.add_argument("--task", action="append", default=None, help="only this task (repeatable; default: all)")
+    gpu.add_argument("--bench-seconds", type=float, default=2.0, help="time per benchmark measurement")
+    gpu.add_argument("--no-tests", action="store_true", help="skip the contract tests on CUDA")
     return parser
 
 
@@ -216,11 +222,21 @@ def _cmd_sweep(args) -> int:
     return 0 if frame["status"].isin(["done", "skipped (finished)"]).all() else 1
 
 
+def _cmd_gpu_check(args) -> int:
+    from .gpu_check import require_cuda, run_gpu_check
+
+    require_cuda()  # one line before anything heavy
+    report = run_gpu_check(Path(args.out), tasks=args.task, bench_seconds=args.bench_seconds,
+                           with_tests=not args.no_tests)
+    print(f"gpu-check: {'passed' if report['passed'] else 'FAILED'}; report in {args.out}")
+    return 0 if report["passed"] else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         return {"train": _cmd_train, "eval": _cmd_eval, "bench": _cmd_bench, "baseline": _cmd_baseline,
-                "sweep": _cmd_sweep}[
+                "sweep": _cmd_sweep, "gpu-check": _cmd_gpu_check}[
             args.command](args)
     except UserError as error:
         print(f"rl_i2it: error: {error}", file=sys.stderr)

@@ -9,6 +9,7 @@ with the same top-level keys as every other task's.
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -49,6 +50,8 @@ TINY = {
                         log_every_env_steps=16),
 }
 TIMING = ("wall_time_s", "env_steps_per_s")
+#: ``make gpu-check`` runs these tests with ``RL_I2IT_TEST_DEVICE=cuda``
+DEVICE = os.environ.get("RL_I2IT_TEST_DEVICE", "cpu")
 
 
 def test_every_registered_task_is_covered():
@@ -91,7 +94,7 @@ def task_name(request):
 
 
 def test_builds_and_declares_the_contract(task_name):
-    trainer = Trainer(tiny(task_name), device="cpu")
+    trainer = Trainer(tiny(task_name), device=DEVICE)
     task = trainer.task
     assert isinstance(task, Task) and task.name == task_name
     assert isinstance(task.env, BatchedEnv)
@@ -107,7 +110,7 @@ def test_builds_and_declares_the_contract(task_name):
 
 
 def test_two_runs_with_one_seed_are_bit_identical(task_name):
-    a, b = Trainer(tiny(task_name, seed=3), device="cpu"), Trainer(tiny(task_name, seed=3), device="cpu")
+    a, b = Trainer(tiny(task_name, seed=3), device=DEVICE), Trainer(tiny(task_name, seed=3), device=DEVICE)
     rows_a, rows_b = a.train(), b.train()
     assert a.updates > 0
     assert without_timing(rows_a) == without_timing(rows_b)
@@ -116,12 +119,12 @@ def test_two_runs_with_one_seed_are_bit_identical(task_name):
 
 def test_resume_at_a_checkpoint_is_bit_exact(task_name, tmp_path):
     cfg = tiny(task_name)
-    whole = Trainer(cfg, run_dir=tmp_path / "whole", device="cpu")
+    whole = Trainer(cfg, run_dir=tmp_path / "whole", device=DEVICE)
     whole.train()
-    part = Trainer(cfg, run_dir=tmp_path / "part", device="cpu")
+    part = Trainer(cfg, run_dir=tmp_path / "part", device=DEVICE)
     part.train(until_env_steps=cfg.checkpoint_every_env_steps)  # stops right after a checkpoint
     assert 0 < part.env_steps < cfg.total_env_steps
-    resumed = Trainer(cfg, run_dir=tmp_path / "part", device="cpu", if_exists="resume")
+    resumed = Trainer(cfg, run_dir=tmp_path / "part", device=DEVICE, if_exists="resume")
     assert resumed.env_steps == part.env_steps
     resumed.train()
     assert resumed.updates == whole.updates > 0
@@ -133,7 +136,7 @@ def test_resume_at_a_checkpoint_is_bit_exact(task_name, tmp_path):
 
 
 def test_a_stored_transition_unpacks_to_what_the_policy_saw(task_name):
-    trainer = Trainer(tiny(task_name), device="cpu")
+    trainer = Trainer(tiny(task_name), device=DEVICE)
     env, seen = trainer.task.env, {}
     step = env.step
 
@@ -156,7 +159,7 @@ def test_a_stored_transition_unpacks_to_what_the_policy_saw(task_name):
 
 
 def test_evaluation_is_one_result_type(task_name):
-    trainer = Trainer(tiny(task_name), device="cpu")
+    trainer = Trainer(tiny(task_name), device=DEVICE)
     result = trainer.evaluate(steps=2)
     assert isinstance(result, EvalResult) and result.task == task_name
     out = result.to_json()
