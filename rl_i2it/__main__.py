@@ -19,6 +19,9 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(f"{message} (see python -m rl_i2it {self.prog.split()[-1]} --help)")
 
 
+TASK_HELP = "the task: digits, brain2d, brain3d, face, photo, image_style or video_style"
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
 
@@ -61,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", parser_class=_Parser, required=True)
 
     train = sub.add_parser("train", help="train a task and evaluate it")
-    train.add_argument("--task", default="digits", help="task name (digits, ...)")
+    train.add_argument("--task", default="digits", help=f"{TASK_HELP} (default: %(default)s)")
     train.add_argument("--preset", default="auto", help="auto (smoke if RL_I2IT_SMOKE=1, else course), smoke, "
                                                         "course or paper")
     train.add_argument("--run-dir", default=None, help="run directory (default runs/<task>/<preset>-seed<seed>)")
@@ -83,11 +86,16 @@ def build_parser() -> argparse.ArgumentParser:
     _common(evaluate)
 
     bench = sub.add_parser("bench", help="throughput and memory benchmark (prints JSON)")
-    bench.add_argument("--task", default="digits")
-    bench.add_argument("--preset", default="paper")
-    bench.add_argument("--batch", type=int, default=None, help="B, environments stepped together")
+    bench.add_argument("--task", default="digits", help=f"{TASK_HELP} (default: %(default)s)")
+    bench.add_argument("--preset", default="auto", help="auto (smoke if RL_I2IT_SMOKE=1, else course), smoke, course "
+                                                        "or paper (the authors' sizes: for a GPU; building its data "
+                                                        "alone takes minutes on a CPU) (default: %(default)s)")
+    bench.add_argument("--batch", type=int, default=None, help="B, environments stepped together (default: the "
+                                                               "preset's num_envs)")
     bench.add_argument("--batch-size", type=int, default=None, help="learner batch (default: the preset's)")
-    bench.add_argument("--seconds", type=float, default=3.0, help="time spent on each measurement")
+    bench.add_argument("--seconds", type=float, default=2.0, help="time spent on each of the four measurements, so "
+                                                                  "a run takes about 4x this plus building the task "
+                                                                  "(default: %(default)s)")
     bench.add_argument("--replay-ratio", type=float, default=3.2,
                        help="samples trained per env step in the loop measurement (default: the authors' 3.2, so "
                             "the comparison with them stays like for like)")
@@ -96,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(bench)
 
     baseline = sub.add_parser("baseline", help="train and evaluate the one-step (no RL) baseline")
-    baseline.add_argument("--task", default="digits")
+    baseline.add_argument("--task", default="digits", help=f"{TASK_HELP} (default: %(default)s)")
     baseline.add_argument("--preset", default="auto")
     baseline.add_argument("--seconds", type=float, required=True, help="wall-clock training budget")
     baseline.add_argument("--seed", type=int, default=0)

@@ -14,6 +14,9 @@ key                                what
 ``loop_vs_learner_bound``          the ratio of the two (1.0 = no overhead beyond learning)
 ``replay_bytes_per_transition``    storage of one transition in the buffer
 ``peak_memory_mb``                 peak resident memory (CPU) or peak allocated (CUDA)
+``train_seconds_estimate``         the preset's whole training run (its env steps, replay ratio, batch and
+                                   envs) from the measured collect and update rates; the compute banners'
+                                   one source
 =================================  =================================================================
 """
 from __future__ import annotations
@@ -79,6 +82,7 @@ def run_benchmark(task: str = "digits", preset: str = "paper", batch: int | None
     if seconds <= 0:
         raise UserError(f"--seconds must be > 0; got {seconds}")
     device = resolve_device(device)
+    preset_cfg = make_config(task, preset, **overrides)  # the run the estimate is for (bench changes the loop)
     cfg = make_config(task, preset, **{**overrides, "num_envs": batch, "batch_size": batch_size,
                       "replay_ratio": replay_ratio, "bootstrap_env_steps": 0, "total_env_steps": 10**12,
                       "log_every_env_steps": 10**12})
@@ -115,6 +119,10 @@ def run_benchmark(task: str = "digits", preset: str = "paper", batch: int | None
     else:
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
     bound = samples / replay_ratio
+    preset_updates = max(0, preset_cfg.total_env_steps - preset_cfg.bootstrap_env_steps) * \
+        preset_cfg.replay_ratio / preset_cfg.batch_size
+    same_shape = (preset_cfg.num_envs, preset_cfg.batch_size) == (cfg.num_envs, cfg.batch_size)
+    estimate = preset_cfg.total_env_steps / collect + preset_updates / updates if same_shape else None
     return {
         "task": cfg.task, "preset": cfg.preset, "num_envs": cfg.num_envs, "batch_size": cfg.batch_size,
         "replay_ratio": replay_ratio, "parameter_counts": trainer.task.parameter_counts(),
@@ -128,6 +136,7 @@ def run_benchmark(task: str = "digits", preset: str = "paper", batch: int | None
         "loop_vs_learner_bound": round(loop / bound, 3),
         "replay_bytes_per_transition": trainer.buffer.bytes_per_transition,
         "peak_memory_mb": round(peak_mb, 1),
+        "train_seconds_estimate": round(estimate, 1) if estimate is not None else None,  # None: --batch changed
         "seconds_per_measurement": seconds,
         "machine": machine_description(device),
     }
