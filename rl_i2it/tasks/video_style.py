@@ -358,7 +358,7 @@ class VideoStyleTask(Task):
         return {"obs": torch.cat([content, stored["current"], stored["memory"]], 1),
                 "next_obs": torch.cat([next_content, stored["next_current"], stored["next_memory"]], 1),
                 "content": content, "plan": stored["plan"], "reward": stored["reward"],
-                "terminated": stored["terminated"], "key": index * 64 + stored["position"].long()}
+                "terminated": stored["terminated"]}
 
     def initial_batch(self, env: VideoStyleEnv) -> dict[str, torch.Tensor]:
         obs = env.reset()
@@ -366,15 +366,15 @@ class VideoStyleTask(Task):
 
     # ------------------------------------------------------------------ learning
     def temporal_loss(self, content: torch.Tensor, image: torch.Tensor, frame_memory: torch.Tensor,
-                      key: torch.Tensor | None = None) -> torch.Tensor:
+                      seed: int | None = None) -> torch.Tensor:
         """The synthetic next frame of ``content`` (uint8 ``(B, 3, S, S)``), stylised one step from a zero step
         memory and ``frame_memory`` (gradients flow into it), against ``warp(image, flow)``; a scalar.
 
-        The flow's random numbers are seeded from ``key`` (the replayed transitions' clip and frame), so they
-        follow from the replay sampler's checkpointed state and a resumed run continues bit-exactly."""
+        ``seed`` (a host-side integer; ``aux_loss`` passes the learner update) reseeds the flow's random numbers,
+        so they follow from the checkpointed update count and a resumed run continues bit-exactly."""
         cfg = self.cfg
-        if key is not None:
-            self.aux_generator.manual_seed(cfg.seed * 1_000_003 + int((key * 7919 + 1).sum()))
+        if seed is not None:
+            self.aux_generator.manual_seed(cfg.seed * 1_000_003 + seed)
         following, flow, valid = synthetic_next(content, self.aux_generator, cfg.flow_magnitude)
         obs = torch.cat([following, following, self.codec.zeros(len(content), content.device)], 1)
         dist, skips, _ = self.planner(obs, hidden=(torch.zeros_like(frame_memory), frame_memory))
@@ -389,7 +389,7 @@ class VideoStyleTask(Task):
         loss = total
         if cfg.temporal_weight > 0:
             _, frame_memory = self.codec.decode(action[:, 3:])
-            temporal = self.temporal_loss(batch["content"], image, frame_memory, batch.get("key"))
+            temporal = self.temporal_loss(batch["content"], image, frame_memory, updates)
             logs["aux_temporal"] = temporal.detach()
             loss = loss + cfg.temporal_weight * temporal
         return AuxOut(loss, logs)
