@@ -100,8 +100,7 @@ class ClipSampler:
     """Clips of ``clip_frames`` consecutive frames out of a bank of videos.
 
     ``frames`` uint8 ``(T, 3, S, S)``: the videos one after the other; ``starts`` ``(N,)`` long: the first frame of
-    every clip (a clip never straddles two videos). ``clip(index)`` -> uint8 ``(n, F, 3, S, S)``;
-    ``frame(index, position)`` -> uint8 ``(n, 3, S, S)``.
+    every clip (a clip never straddles two videos). ``frame(index, position)`` -> uint8 ``(n, 3, S, S)``.
     """
 
     def __init__(self, frames: torch.Tensor, starts: torch.Tensor, clip_frames: int):
@@ -127,10 +126,6 @@ class ClipSampler:
 
     def frame(self, index: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
         return self.frames[self.starts[index.long()] + position.long()]
-
-    def clip(self, index: torch.Tensor) -> torch.Tensor:
-        offsets = torch.arange(self.clip_frames, device=self.starts.device)
-        return self.frames[self.starts[index.long()][:, None] + offsets]
 
 
 class VideoStyleEnv(BatchedEnv):
