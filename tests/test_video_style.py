@@ -13,9 +13,11 @@ from rl_i2it.baselines import train_one_step_baseline
 from rl_i2it.config import make_config
 from rl_i2it.data.videos import (VIDEOS, load_frame_folder, load_sintel_scene, load_video, read_flo, read_video,
                                  smooth_flow, synthetic_clip, synthetic_next, write_flo)
+from rl_i2it.envs.common import quantise
 from rl_i2it.envs.video_style import MemoryCodec
 from rl_i2it.errors import DataError, UserError
 from rl_i2it.nn.functional import warp
+from rl_i2it.policy import eval_mode
 from rl_i2it.tasks import make_task
 from rl_i2it.tasks.video_style import temporal_error
 from rl_i2it.train import Trainer
@@ -76,9 +78,12 @@ def test_step_memory_resets_per_frame_and_frame_memory_per_clip(frame_state):
     step, frame = codes()
     assert (step == 200).all() and (frame == 128).all()  # the step memory follows; the frame memory waits
     assert not info["frame_end"].any() and not truncated.any()
+    assert torch.equal(info["index"], first_clip) and (info["position"] == 0).all()
+    assert (info["next_position"] == 0).all()
     _, _, _, truncated, info = env.step(_memory_action(env, 210, 70))  # frame 0, step 2: the frame ends
     step, frame = codes()
     assert info["frame_end"].all() and not truncated.any()
+    assert (info["position"] == 0).all() and (info["next_position"] == 1).all()  # final_obs is frame 1's
     assert (step == 128).all()  # new frame: the step memory is zero
     assert (frame == (70 if frame_state else 128)).all()  # the last step's proposal is committed (or not)
     assert (env.state["position"] == 1).all() and torch.equal(env.state["index"], first_clip)
@@ -89,6 +94,8 @@ def test_step_memory_resets_per_frame_and_frame_memory_per_clip(frame_state):
     for value in (90, 100, 110):
         _, _, _, truncated, info = env.step(_memory_action(env, 230, value))
     assert truncated.all() and info["done"].all()  # 3 frames x 2 steps
+    assert torch.equal(info["index"], first_clip) and (info["position"] == 2).all()
+    assert (info["next_position"] == 2).all() and info["frame_end"].all()  # the clip's end: no next frame
     step, frame = codes()
     assert (step == 128).all() and (frame == 128).all()  # a new clip: both memories zero
     assert (env.state["position"] == 0).all() and (env.state["steps"] == 0).all()
@@ -103,7 +110,8 @@ def test_both_recurrent_states_get_gradients_and_the_ablation_has_no_frame_gru()
     assert h.shape == m.shape == (4, 4, *task.planner.plan_grid)
     action = task.actor(dist.rsample(), skips)
     assert action.shape == (4, 3 + task.codec.channels, 32, 32)
-    loss, logs = task.aux_loss({"content": obs[:, :3]}, None, action)
+    out = task.aux_loss({"content": obs[:, :3]}, None, action, 0)
+    loss, logs = out.loss, out.logs
     loss.backward()
     for module in (task.planner.step_gru, task.planner.frame_gru):
         grads = [p.grad for p in module.parameters()]
@@ -130,6 +138,64 @@ def test_planner_reads_memories_from_the_state_or_from_hidden():
     assert not torch.allclose(from_state, zero)  # the memories change the plan
 
 
+def test_config_checks_fail_before_any_data_loads(monkeypatch):
+    import rl_i2it.data.videos as videos
+
+    monkeypatch.setattr(videos, "load_video", lambda *a, **k: pytest.fail("data loaded before the check"))
+    with pytest.raises(UserError, match="clip_frames must be >= 2"):
+        tiny(clip_frames=1)
+    with pytest.raises(UserError, match="frame_steps >= 1; got 2 and 0"):
+        tiny(frame_steps=0)
+    with pytest.raises(UserError, match="image size 30 must be divisible by 4"):
+        tiny(image_size=30)
+
+
+def test_transitions_rebuild_from_info_alone():
+    """``pack`` reads the clip and frame references from ``info``; ``unpack`` rebuilds both observations exactly,
+    across a frame change, the clip's end and the auto-reset that follows it."""
+    task = make_task(tiny(clip_frames=2, frame_steps=2), "cpu")
+    env = task.env
+    obs = env.reset(seed=3)
+    for t in range(5):  # 2 frames x 2 steps, then the first step of new clips
+        plan = torch.zeros(env.num_envs, task.planner.plan_dim)
+        action = torch.cat([torch.rand(env.num_envs, 3, 32, 32), env.memory.float() / 255], 1)
+        next_obs, reward, terminated, truncated, info = env.step(action)
+        stored = task.pack(obs, plan, reward, terminated, info["final_obs"], info)
+        batch = task.unpack({k: stored[k].to(dtype) for k, (_, dtype) in task.transition_spec().items()})
+        assert torch.equal(batch["obs"], obs) and torch.equal(batch["next_obs"], info["final_obs"]), t
+        assert truncated.all() == (t == 3)
+        obs = next_obs
+
+
+def test_absolute_reward_is_the_scaled_score():
+    task = make_task(tiny(reward_mode="absolute", reward_scale=2.0), "cpu")
+    env = task.env
+    env.reset(seed=0)
+    for _ in range(env.max_steps):  # the clip ends by truncation: no termination, no done bonus
+        _, reward, terminated, _, info = env.step(_memory_action(env, 128, 128))
+        assert torch.equal(reward, 2.0 * info["score"]) and not terminated.any()
+
+
+def test_zeroed_frame_memory_rollout_is_the_env_memory_zeroed_per_frame():
+    """``ZeroFrameMemory`` gives the frames of a rollout whose env memory is zeroed at every frame's start."""
+    task = make_task(tiny(clip_frames=3, eval_frames=3), "cpu")
+    clips = task.evaluation_clips()["synthetic"]
+    policy = task.policy()
+    env = task.make_env(None, len(clips), auto_reset=False, clip_frames=3)
+    obs, expected = env.start_episodes({"clips": clips}), []
+    with torch.no_grad(), eval_mode(*policy.modules):
+        for _ in range(3):
+            frame = [env.current.clone()]
+            env.state["memory"] = task.codec.zeros(len(clips))
+            obs = env.observation()
+            for _ in range(env.frame_steps):
+                action, _ = policy.act(obs)
+                obs, *_ = env.step(action)
+                frame.append(quantise(action[:, :3]))
+            expected.append(torch.stack(frame))
+    assert torch.equal(task.stylise(policy, clips, zero_frame_memory=True), torch.stack(expected))
+
+
 # ------------------------------------------------------------------------------------------- training
 def test_training_is_deterministic_resumes_exactly_and_evaluates(tmp_path):
     """Batch 4: a run trained straight and one stopped half-way and resumed from its checkpoint end identical."""
@@ -149,22 +215,27 @@ def test_training_is_deterministic_resumes_exactly_and_evaluates(tmp_path):
     assert strip[-1] == {k: v for k, v in resumed_rows[-1].items() if k not in ("wall_time_s", "env_steps_per_s")}
     results = straight.evaluate()
     steps = cfg.frame_steps + 1
-    assert len(results["temporal_error_real_per_step"]) == steps == len(results["total_loss_per_step"])
-    assert results["content_loss_per_step"][0] == 0.0  # step 0 is the content frame itself
-    assert results["n_real"] == len(VIDEOS) and results["n_synthetic"] == 2
-    assert "reset_memory_temporal_error_synthetic_per_step" in results
-    json.dumps({k: v for k, v in results.items() if not k.startswith("_")})
-    frames = results["_rollout"]["real"]
+    tables = results.tables
+    assert len(tables["temporal_error_real"]["per_step"]) == steps == len(results.score_per_step)
+    assert results.score_per_step == tables["total_loss"]["per_step"] and not results.higher_is_better
+    assert tables["content_loss"]["per_step"][0] == 0.0  # step 0 is the content frame itself
+    assert results.details["n_real"] == len(VIDEOS) and results.details["n_synthetic"] == 2
+    assert set(results.metrics) <= set(tables) and "reset_memory_temporal_error_synthetic" in tables
+    json.dumps(results.to_json())
+    frames = results.artifacts["_rollout"]["real"]
     assert frames.shape == (3, steps, 3, 3, 32, 32) and frames.dtype == torch.uint8
     again = straight.evaluate()
-    assert again["temporal_error_real_per_step"] == results["temporal_error_real_per_step"]  # deterministic
+    assert again.tables["temporal_error_real"] == tables["temporal_error_real"]  # deterministic
 
 
 def test_per_frame_baseline_trains_and_reports():
     results = train_one_step_baseline(tiny(), seconds=60.0, device="cpu", max_iterations=3)
-    assert results["baseline"]["iterations"] == 3 and results["baseline"]["parameters"] > 0
-    assert "Johnson" in results["baseline"]["kind"] and results["protocol"]["steps"] == 1
-    assert len(results["temporal_error_synthetic_per_step"]) == 2
+    baseline = results.details["baseline"]
+    assert baseline["iterations"] == 3 and baseline["parameters"] > 0
+    assert "Johnson" in baseline["kind"] and results.protocol["steps"] == 1
+    assert len(results.tables["temporal_error_synthetic"]["per_step"]) == 2
+    assert "reset_memory_temporal_error_real" not in results.tables  # no memory to switch off
+    assert set(results.artifacts["_networks"]) == {"net"}
 
 
 # ------------------------------------------------------------------------------------------- data
@@ -194,7 +265,7 @@ def test_unreadable_videos_give_one_line_errors(tmp_path):
         load_frame_folder(tmp_path)
     task = make_task(tiny(), "cpu")
     with pytest.raises(UserError, match="clips must be uint8"):
-        task.env.reset_to(torch.zeros(2, 5, 3, 32, 32, dtype=torch.uint8))
+        task.env.start_episodes({"clips": torch.zeros(2, 5, 3, 32, 32, dtype=torch.uint8)})
 
 
 def test_flo_files_round_trip_and_reject_garbage(tmp_path):

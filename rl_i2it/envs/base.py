@@ -25,7 +25,8 @@ absolute score, plus the done bonus in both), then the same-step auto-reset of f
 
 A subclass implements ``draw(n)`` (fresh episodes from its sampler), ``start(episode)`` (the episode state,
 with ``score``), ``advance(state, action)`` and ``observation()``, and may override ``transition_info``,
-``may_end``, ``check_action``, ``state_dict`` and ``load_state_dict`` (e.g. to store episodes by reference).
+``settle`` (what follows a scored step inside an episode, before its observation), ``may_end``, ``check_action``,
+``state_dict`` and ``load_state_dict`` (e.g. to store episodes by reference).
 """
 from __future__ import annotations
 
@@ -88,6 +89,11 @@ class BatchedEnv:
     def check_action(self, action: torch.Tensor) -> None:
         """A clear error for an action of the wrong shape."""
 
+    def settle(self, state: dict[str, torch.Tensor]) -> None:
+        """In place, after a step is scored and rewarded and before its observation: what follows inside an
+        episode (video: a frame's last step starts the next frame, with a new score to improve on). Default
+        none."""
+
     def may_end(self, steps: torch.Tensor) -> bool:
         """Whether an episode may end at this step; ``False`` skips drawing fresh episodes (a host-side answer:
         never read a device tensor here)."""
@@ -129,6 +135,7 @@ class BatchedEnv:
         reward = step_reward(score, s["score"], terminated, self.reward_mode, self.reward_scale, self.done_bonus)
         s.update(changed)
         s["steps"] = steps
+        self.settle(s)
         final_obs = self.observation()
         done = terminated | truncated
         info = {"score": score, "final_obs": final_obs, "done": done, "initial_score": s["initial_score"],

@@ -9,19 +9,25 @@ call                        returns
 ==========================  ==================================================================================
 ``reset(seed=None)``        ``obs``: uint8 ``(B, 6 + r, S, S)``: the content frame, the current image, then the
                             two memories' codes (``MemoryCodec``)
+``start_episodes(``         the same on given clips uint8 ``(B, F, 3, S, S)`` (evaluation)
+``{"clips": clips})``
 ``step(action)``            ``obs, reward, terminated, truncated, info``; ``action`` float ``(B, 3 + r, S, S)`` in
                             [0, 1]: the new image, then the proposed memories' codes (what ``VideoActor`` emits)
 ``info["score"]``           ``(B,)`` minus the style-transfer loss of the image after this step
 ``info["final_obs"]``       ``(B, 6 + r, S, S)``: the observation this step led to, before auto-reset
 ``info["initial_score"]``   ``(B,)`` the score of the current frame's first state (the content frame itself)
-``last_index``              ``(B,)`` clip indices of the step just taken (the replay stores them, not frames)
-``last_position``           ``(B,)`` frame positions in the clip of the step just taken
+``info["index"]``,          ``(B,)`` clip index and frame position of the step just taken (the replay stores
+``info["position"]``        them, not frames)
+``info["next_position"]``   ``(B,)`` the frame position of ``final_obs`` (one more after a frame's last step,
+                            except at the clip's end)
+``info["frame_end"]``       ``(B,)`` bool: the step was its frame's last
 ==========================  ==================================================================================
 
 The timeline of one episode (one clip): frame 0 starts as its own content (the identity); each step *replaces*
 the current image by the actor's (quantised to uint8 by the env); after K steps the next frame starts, again as
-its own content. Reward: ``reward_scale * (score_t - score_{t-1})`` within a frame (the first step of a frame
-is compared with that frame's content). The episode ends (truncation) after the last frame's K-th step.
+its own content. Reward (``common.step_reward``): ``reward_scale * (score_t - score_{t-1})`` within a frame (the
+first step of a frame is compared with that frame's content). The episode ends (truncation, never termination)
+after the last frame's K-th step.
 
 The memories, both ``(B, M, g, g)`` on the plan grid and stored as uint8 codes in the observation:
 
@@ -39,7 +45,8 @@ from __future__ import annotations
 import torch
 
 from ..errors import UserError
-from .registration import check_episode_settings, quantise, replace_finished
+from .base import BatchedEnv
+from .common import quantise, replace_finished
 
 __all__ = ["MemoryCodec", "ClipSampler", "VideoStyleEnv"]
 
@@ -93,8 +100,7 @@ class ClipSampler:
     """Clips of ``clip_frames`` consecutive frames out of a bank of videos.
 
     ``frames`` uint8 ``(T, 3, S, S)``: the videos one after the other; ``starts`` ``(N,)`` long: the first frame of
-    every clip (a clip never straddles two videos). ``clip(index)`` -> uint8 ``(n, F, 3, S, S)``;
-    ``frame(index, position)`` -> uint8 ``(n, 3, S, S)``.
+    every clip (a clip never straddles two videos). ``frame(index, position)`` -> uint8 ``(n, 3, S, S)``.
     """
 
     def __init__(self, frames: torch.Tensor, starts: torch.Tensor, clip_frames: int):
@@ -121,48 +127,45 @@ class ClipSampler:
     def frame(self, index: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
         return self.frames[self.starts[index.long()] + position.long()]
 
-    def clip(self, index: torch.Tensor) -> torch.Tensor:
-        offsets = torch.arange(self.clip_frames, device=self.starts.device)
-        return self.frames[self.starts[index.long()][:, None] + offsets]
 
-
-class VideoStyleEnv:
-    """Batched clip stylisation.
+class VideoStyleEnv(BatchedEnv):
+    """Batched clip stylisation on ``BatchedEnv``'s step (the reward from ``common.step_reward``).
 
     Parameters
     ----------
-    sampler : a ``ClipSampler`` (or anything with ``sample``, ``frame``, ``clip_frames``)
+    sampler : a ``ClipSampler`` (or anything with ``sample``, ``frame``, ``clip_frames``); ``None`` for an env that
+        only plays given clips (``start_episodes({"clips": ...})``, evaluation)
     scorer : ``StyleObjective``-like: ``scorer(image float (B, 3, S, S), content_features) -> {"total": (B,)}``
         and ``scorer.content_features(content uint8) -> dict``; the score is ``-total``
     codec : the ``MemoryCodec`` of the memories
     num_envs : B
     frame_steps : K, steps per frame
     frame_state : commit the frame-wise memory between frames (``False``: it stays zero, the ablation)
-    reward_mode : ``"improvement"`` (default) or ``"absolute"`` (``reward_scale * score``)
+    reward_mode : ``"improvement"`` (default) or ``"absolute"`` (``reward_scale * score``); no episode terminates,
+        so the done bonus never applies
     auto_reset : start a new clip where one ends (training); off for evaluation
+    clip_frames : F (default: the sampler's)
+
+    All rows step in lockstep (they start together and every clip has ``F x K`` steps), so the env keeps a
+    host-side count of the steps since they started and never reads a device tensor to decide whether a frame or
+    a clip may end.
     """
 
     def __init__(self, sampler, scorer, codec: MemoryCodec, num_envs: int, frame_steps: int,
                  frame_state: bool = True, reward_mode: str = "improvement", reward_scale: float = 1.0,
-                 auto_reset: bool = True, device: torch.device | str = "cpu", seed: int = 0):
-        check_episode_settings(reward_mode, num_envs, frame_steps * int(sampler.clip_frames))
+                 auto_reset: bool = True, device: torch.device | str = "cpu", seed: int = 0,
+                 clip_frames: int | None = None):
         if frame_steps < 1:
             raise UserError(f"frame_steps must be >= 1; got {frame_steps}")
+        clip_frames = int(sampler.clip_frames if clip_frames is None else clip_frames)
+        super().__init__(num_envs, frame_steps * clip_frames, reward_mode, reward_scale, auto_reset=auto_reset,
+                         device=device, seed=seed)
         self.sampler, self.scorer, self.codec = sampler, scorer, codec
-        self.num_envs, self.frame_steps, self.frame_state = int(num_envs), int(frame_steps), bool(frame_state)
-        self.clip_frames = int(sampler.clip_frames)
-        self.max_steps = self.clip_frames * self.frame_steps
-        self.reward_mode, self.reward_scale = reward_mode, float(reward_scale)
-        self.auto_reset, self.device = auto_reset, torch.device(device)
-        self.generator = torch.Generator(device=self.device)
-        self.generator.manual_seed(seed)
-        self._state: dict[str, torch.Tensor] = {}
-        self._features: dict[str, torch.Tensor] = {}
-        self._clips: torch.Tensor | None = None  # frames given to reset_to (evaluation), else None
-        self.last_index = torch.zeros(self.num_envs, dtype=torch.long, device=self.device)
-        self.last_position = torch.zeros(self.num_envs, dtype=torch.long, device=self.device)
+        self.frame_steps, self.frame_state, self.clip_frames = int(frame_steps), bool(frame_state), clip_frames
+        self._clips: torch.Tensor | None = None  # frames of given clips (evaluation), else None
+        self._clock = 0  # steps since the rows started (host-side; the rows step in lockstep)
 
-    # ------------------------------------------------------------------ episode state
+    # ------------------------------------------------------------------ episodes
     def _frame(self, index: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
         if self._clips is not None:
             return self._clips[torch.arange(len(position), device=self.device), position]
@@ -173,7 +176,25 @@ class VideoStyleEnv:
         with torch.no_grad():
             return -self.scorer(image.float() / 255.0, features)["total"]
 
-    def _start(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _features_of(self, state: dict) -> dict:
+        return {k.split(":", 1)[1]: v for k, v in state.items() if k.startswith("feature:")}
+
+    def draw(self, n: int) -> dict[str, torch.Tensor]:
+        return {"index": self.sampler.sample(n, self.generator)}
+
+    def start(self, episode: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Clips by ``index`` into the sampler, or given ``clips`` uint8 ``(B, F, 3, S, S)`` (evaluation; their
+        index is -1)."""
+        if "clips" in episode:
+            clips = episode["clips"]
+            if clips.dim() != 5 or clips.shape[1] != self.clip_frames or clips.dtype != torch.uint8:
+                raise UserError(f"clips must be uint8 (B, {self.clip_frames}, 3, S, S); got {tuple(clips.shape)} "
+                                f"{clips.dtype}")
+            self._clips = clips
+            index = torch.full((clips.shape[0],), -1, dtype=torch.long, device=self.device)
+        else:
+            self._clips, index = None, episode["index"]
+        self._clock = 0
         position = torch.zeros_like(index)
         content = self._frame(index, position)
         features = self.scorer.content_features(content)
@@ -184,34 +205,9 @@ class VideoStyleEnv:
         state.update({f"feature:{k}": v for k, v in features.items()})
         return state
 
-    def observation(self, content: torch.Tensor | None = None, current: torch.Tensor | None = None,
-                    memory: torch.Tensor | None = None) -> torch.Tensor:
-        """uint8 ``(B, 6 + r, S, S)`` (default: the env's own episodes); the learner rebuilds stored ones with it."""
+    def observation(self) -> torch.Tensor:
         s = self._state
-        content = s["content"] if content is None else content
-        current = s["current"] if current is None else current
-        memory = s["memory"] if memory is None else memory
-        return torch.cat([content, current, memory], 1)
-
-    def _features_of(self, state: dict) -> dict:
-        return {k.split(":", 1)[1]: v for k, v in state.items() if k.startswith("feature:")}
-
-    def reset(self, seed: int | None = None) -> torch.Tensor:
-        if seed is not None:
-            self.generator.manual_seed(seed)
-        self._clips = None
-        self._state = self._start(self.sampler.sample(self.num_envs, self.generator))
-        return self.observation()
-
-    def reset_to(self, clips: torch.Tensor) -> torch.Tensor:
-        """Start episodes on given clips, uint8 ``(B, F, 3, S, S)`` with F = ``clip_frames`` (evaluation)."""
-        if clips.dim() != 5 or clips.shape[1] != self.clip_frames or clips.dtype != torch.uint8:
-            raise UserError(f"clips must be uint8 (B, {self.clip_frames}, 3, S, S); got {tuple(clips.shape)} "
-                            f"{clips.dtype}")
-        self._clips = clips.to(self.device)
-        index = torch.full((clips.shape[0],), -1, dtype=torch.long, device=self.device)
-        self._state = self._start(index)
-        return self.observation()
+        return torch.cat([s["content"], s["current"], s["memory"]], 1)
 
     @property
     def current(self) -> torch.Tensor:
@@ -221,52 +217,52 @@ class VideoStyleEnv:
     def memory(self) -> torch.Tensor:
         return self._state["memory"]
 
-    @property
-    def state(self) -> dict[str, torch.Tensor]:
-        """The episodes' tensors (read only): index, position, step, steps, content, current, memory, scores."""
-        return self._state
-
     # ------------------------------------------------------------------ transition
-    def step(self, action: torch.Tensor):
-        s, codec = self._state, self.codec
-        expected = (s["current"].shape[0], 3 + codec.channels, *s["current"].shape[2:])
+    def check_action(self, action: torch.Tensor) -> None:
+        current = self._state["current"]
+        expected = (current.shape[0], 3 + self.codec.channels, *current.shape[2:])
         if tuple(action.shape) != expected:
             raise ValueError(f"action must be (B, 3 + r, S, S) = {expected}; got {tuple(action.shape)}")
-        self.last_index, self.last_position = s["index"], s["position"]
-        quantised = quantise(action.detach())
+
+    def transition_info(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The step about to be taken: clip ``index``, frame ``position``, ``frame_end`` (it is the frame's last
+        step) and ``next_position``: the position of the step's final observation (one more at a frame's end,
+        except at the clip's end), all ``(B,)``."""
+        frame_end = state["step"] + 1 >= self.frame_steps
+        following = (frame_end & (state["position"] < self.clip_frames - 1)).long()
+        return {"index": state["index"], "position": state["position"], "frame_end": frame_end,
+                "next_position": state["position"] + following}
+
+    def advance(self, state: dict[str, torch.Tensor], action: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The new image replaces the current one and the proposed step memory the old one; the proposal is kept
+        for ``settle`` (which commits its frame memory at a frame's end)."""
+        quantised = quantise(action)
         image, proposal = quantised[:, :3], quantised[:, 3:]
-        score = self.score(image, self._features_of(s))
-        if self.reward_mode == "improvement":
-            reward = self.reward_scale * (score - s["score"])
-        else:
-            reward = self.reward_scale * score
-        step, steps = s["step"] + 1, s["steps"] + 1
-        frame_end = step >= self.frame_steps
-        truncated = frame_end & (s["position"] >= self.clip_frames - 1)
-        terminated = torch.zeros_like(truncated)
-        info_score = score
-        # within a frame: the image and the new step state; the frame state is untouched
-        s.update(current=image, memory=codec.with_step(s["memory"], proposal), step=step, steps=steps, score=score)
-        advance = frame_end & ~truncated
-        if bool(advance.any()):  # a host sync only where a frame may end (every K-th step in lockstep training)
-            committed = proposal if self.frame_state else codec.zeros(len(step), self.device)
-            following = {"position": torch.where(advance, s["position"] + 1, s["position"])}
-            content = self._frame(s["index"].clamp_min(0), following["position"])
-            features = self.scorer.content_features(content)
-            following.update(content=content, current=content, step=torch.zeros_like(step),
-                             memory=codec.with_zero_step(self._commit(s["memory"], committed)))
-            following["score"] = self.score(content, features)
-            following["initial_score"] = following["score"]
-            following.update({f"feature:{k}": v for k, v in features.items()})
-            replace_finished(s, {k: following.get(k, s[k]) for k in s}, advance)
-        final_obs = self.observation()
-        done = truncated
-        info = {"score": info_score, "final_obs": final_obs, "done": done, "initial_score": s["initial_score"],
-                "steps": steps, "frame_end": frame_end}
-        if not self.auto_reset or not bool(done.any()):  # fresh clips (two VGG passes) only when one ends
-            return final_obs, reward, terminated, truncated, info
-        replace_finished(s, self._start(self.sampler.sample(self.num_envs, self.generator)), done)
-        return self.observation(), reward, terminated, truncated, info
+        self._clock += 1
+        return {"current": image, "memory": self.codec.with_step(state["memory"], proposal),
+                "step": state["step"] + 1, "score": self.score(image, self._features_of(state)),
+                "proposal": proposal}
+
+    def settle(self, state: dict[str, torch.Tensor]) -> None:
+        """A frame's last step (except the clip's) starts the next frame as its own content, the step memory
+        zero and the frame memory the last step's proposal (zero without ``frame_state``)."""
+        proposal = state.pop("proposal")
+        if self._clock % self.frame_steps or self._clock >= self.max_steps:
+            return  # no row is at a frame's end, or all are at the clip's end (lockstep)
+        codec, step = self.codec, state["step"]
+        following = (step >= self.frame_steps) & (state["position"] < self.clip_frames - 1)
+        committed = proposal if self.frame_state else codec.zeros(len(step), self.device)
+        position = torch.where(following, state["position"] + 1, state["position"])
+        content = self._frame(state["index"].clamp_min(0), position)
+        features = self.scorer.content_features(content)
+        score = self.score(content, features)
+        fresh = {"position": position, "content": content, "current": content, "step": torch.zeros_like(step),
+                 "memory": codec.with_zero_step(self._commit(state["memory"], committed)), "score": score,
+                 "initial_score": score, **{f"feature:{k}": v for k, v in features.items()}}
+        replace_finished(state, {k: fresh.get(k, state[k]) for k in state}, following)
+
+    def may_end(self, steps: torch.Tensor) -> bool:
+        return self._clock >= self.max_steps  # fresh clips (two VGG passes) only when the clips end
 
     def _commit(self, memory: torch.Tensor, proposal: torch.Tensor) -> torch.Tensor:
         """Codes with the proposal's frame state (the frame-wise memory after this frame) and any step state."""
@@ -279,16 +275,15 @@ class VideoStyleEnv:
     def state_dict(self) -> dict:
         """Episodes by reference: clip index and frame position, not the frames (rebuilt from the sampler)."""
         kept = ("index", "position", "step", "steps", "current", "memory", "score", "initial_score")
-        return {"episodes": {k: self._state[k].clone() for k in kept}, "generator": self.generator.get_state(),
-                "last_index": self.last_index.clone(), "last_position": self.last_position.clone()}
+        return {"episodes": {k: self._state[k].clone() for k in kept}, "generator": self.generator.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
+        """Also reads older checkpoints (their ``last_index``/``last_position`` are not needed any more)."""
         episodes = {k: v.to(self.device) for k, v in state["episodes"].items()}
         self._clips = None
         episodes["content"] = self.sampler.frame(episodes["index"].clamp_min(0), episodes["position"])
         features = self.scorer.content_features(episodes["content"])
         episodes.update({f"feature:{k}": v for k, v in features.items()})
         self._state = episodes
+        self._clock = int(episodes["steps"].max()) if len(episodes["steps"]) else 0  # lockstep: one count
         self.generator.set_state(state["generator"])
-        self.last_index = state["last_index"].to(self.device)
-        self.last_position = state["last_position"].to(self.device)

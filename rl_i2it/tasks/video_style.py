@@ -37,8 +37,11 @@ The evaluation protocol (``VideoStyleTask.protocol``): the held-out end of every
 consecutive frames each, and ``eval_synthetic`` clips grown from held-out frames by known synthetic flows; every
 frame gets K deterministic steps (plan mean), the step memory reset per frame and the frame memory per clip.
 The temporal error of step k compares step k of consecutive frames. Real pairs use a flow estimated by this
-package's own iterative registration (``baselines.optimise_fields``, NCC + smoothness on grey frames) and count
+package's own iterative registration (``nn.field_optimisation.optimise_fields``, NCC + smoothness on grey
+frames) and count
 only pixels whose warped content matches within ``REAL_VALID_THRESHOLD``; synthetic pairs use the exact flow.
+Any ``Policy`` is scored so (the RL policy, the per-frame baseline's network); the memories travel in the
+observation, where the env applies their reset and commit rules, so no hidden state is carried between steps.
 """
 from __future__ import annotations
 
@@ -46,6 +49,7 @@ from dataclasses import dataclass
 
 import time
 import types
+from typing import Any
 
 import torch
 from torch import nn
@@ -55,17 +59,20 @@ from ..config import FAST_IMAGE, TrainConfig
 from ..critic import TwinCritic, make_target
 from ..data.styles import style_image
 from ..data.videos import inside, synthetic_clip, synthetic_next, video_split
-from ..envs.registration import quantise
+from ..envs.common import quantise
 from ..envs.video_style import ClipSampler, MemoryCodec, VideoStyleEnv
 from ..errors import UserError
+from ..evaluate import EvalResult, metric_table
 from ..nn.blocks import ConvGRUCell, conv
+from ..nn.field_optimisation import optimise_fields
 from ..nn.functional import warp
-from ..nn.perceptual import StyleObjective, load_vgg19
+from ..nn.perceptual import LAYERS, StyleObjective, load_vgg19
 from ..planner import LOG_STD_MAX, LOG_STD_MIN, Planner, as_float_image
-from .base import Task, check_planner_size, evaluation_steps
+from ..policy import PlannerPolicy, Policy, rollout
+from .base import AuxOut, Task, evaluation_steps
 
-__all__ = ["VideoStyleConfig", "VideoStyleTask", "VideoPlanner", "VideoActor", "VideoCritic", "temporal_error", "rollout_video",
-           "estimate_flows", "REAL_VALID_THRESHOLD"]
+__all__ = ["VideoStyleConfig", "VideoStyleTask", "VideoPlanner", "VideoActor", "VideoCritic", "temporal_error",
+           "rollout_video", "ZeroFrameMemory", "estimate_flows", "REAL_VALID_THRESHOLD", "METRICS"]
 
 
 @dataclass(frozen=True)
@@ -102,6 +109,13 @@ class VideoStyleConfig(TrainConfig):
     eval_synthetic: int = 8  #: evaluation clips grown from held-out frames with a known synthetic flow
     eval_flow_iterations: int = 150  #: Adam iterations of the flow estimated between real consecutive frames
 
+    def validate(self) -> None:
+        super().validate()
+        self.check_divisible(at_least=4)
+        if self.clip_frames < 2 or self.frame_steps < 1:
+            raise UserError(f"clip_frames must be >= 2 and frame_steps >= 1; got {self.clip_frames} and "
+                            f"{self.frame_steps}")
+
 
 _VIDEO_PRESETS: dict[str, dict] = {
     # 32 px, VGG to relu3_1: the chapter's smoke run fits in 3 minutes on a 2-core CPU
@@ -126,6 +140,8 @@ _VIDEO_PRESETS: dict[str, dict] = {
 VIDEO_DEFAULTS = dict(planner_widths=(8, 16, 32, 32), critic_widths=(8, 16, 32, 32))  # S x S centre crops
 
 REAL_VALID_THRESHOLD = 0.05  #: a real pair's pixel counts where |warp(next content) - content| < this (on [0, 1])
+#: the protocol's metrics (all lower is better), each a table per step
+METRICS = ("temporal_error_real", "temporal_error_synthetic", "total_loss", "style_loss", "content_loss")
 
 
 class VideoPlanner(nn.Module):
@@ -226,8 +242,6 @@ def estimate_flows(clips: torch.Tensor, iterations: int) -> tuple[torch.Tensor, 
     ``clips`` uint8 ``(N, F, 3, S, S)`` -> ``flow`` ``(N, F-1, 2, S, S)`` with ``warp(frame t+1, flow_t) ≈ frame
     t`` and ``valid`` bool ``(N, F-1, 1, S, S)``: inside the frame and photometrically consistent.
     """
-    from ..nn.field_optimisation import optimise_fields
-
     n, f = clips.shape[:2]
     grey = clips.float().mean(2, keepdim=True).round().to(torch.uint8)  # (N, F, 1, S, S)
     later, earlier = grey[:, 1:].flatten(0, 1), grey[:, :-1].flatten(0, 1)
@@ -238,48 +252,62 @@ def estimate_flows(clips: torch.Tensor, iterations: int) -> tuple[torch.Tensor, 
     return flow.view(n, f - 1, 2, *clips.shape[-2:]), valid.view(n, f - 1, 1, *clips.shape[-2:])
 
 
-@torch.no_grad()
-def rollout_video(planner, actor, env: VideoStyleEnv, clips: torch.Tensor, reset_frame_memory: bool = False,
-                  deterministic: bool = True) -> torch.Tensor:
-    """Stylise clips uint8 ``(B, F, 3, S, S)`` with K steps per frame; returns uint8 ``(F, K + 1, B, 3, S, S)``
-    (step 0 of each frame is its content). ``reset_frame_memory`` zeroes the frame memory at every frame (an
-    evaluation-time ablation of a model trained with it)."""
-    was_training = planner.training, actor.training
-    planner.eval(), actor.eval()
-    obs = env.reset_to(clips)
-    frames = []
-    for _ in range(env.clip_frames):
-        steps = [env.current.clone()]
-        if reset_frame_memory:  # both memories zero: in the env's state and in the observation the policy sees
-            env.state["memory"] = env.codec.zeros(obs.shape[0], obs.device)
-            obs = env.observation()
-        for _ in range(env.frame_steps):
-            dist, skips, _ = planner(obs)
-            plan = dist.mean if deterministic else dist.sample()
-            action = actor(plan, skips)
-            obs, _, _, _, info = env.step(action)
-            steps.append(quantise(action[:, :3]))  # what the env stored (before a frame change replaces it)
-        frames.append(torch.stack(steps))
-    planner.train(was_training[0]), actor.train(was_training[1])
-    return torch.stack(frames)
+class ZeroFrameMemory:
+    """``policy`` acting with the frame memory zeroed in every observation (an evaluation-time ablation of a model
+    trained with it: the same weights, the memory switched off).
+
+    The step memory is left alone: the env zeroes it at every frame, and the frame memory inside a frame is
+    the one committed at the frame's start, so the planner sees what it would with ``m`` reset per frame."""
+
+    def __init__(self, policy: Policy, codec: MemoryCodec):
+        self.policy, self.codec, self.modules = policy, codec, policy.modules
+
+    def act(self, obs: torch.Tensor, hidden: Any = None) -> tuple[torch.Tensor, Any]:
+        n = self.codec.numbers
+        codes = obs[:, 6:].flatten(1).clone()
+        codes[:, n: 2 * n] = 128  # the code of zero
+        return self.policy.act(torch.cat([obs[:, :6], codes.view_as(obs[:, 6:])], 1), hidden)
+
+
+class _KeepImages:
+    """``policy`` as the video rollout runs it: its images kept as the env stores them (the rollout's records
+    miss a frame's last image, replaced by the next frame's content before it is recorded), and no hidden state
+    carried: the memories are in the observation, where the env resets and commits them (a planner's own
+    ``(h', m')`` fed back would skip those rules)."""
+
+    def __init__(self, policy: Policy):
+        self.policy, self.modules, self.images = policy, policy.modules, []
+
+    def act(self, obs: torch.Tensor, hidden: Any = None) -> tuple[torch.Tensor, Any]:
+        action, _ = self.policy.act(obs, None)
+        self.images.append(quantise(action[:, :3]))
+        return action, None
+
+
+def rollout_video(env: VideoStyleEnv, policy: Policy, clips: torch.Tensor) -> torch.Tensor:
+    """Stylise clips uint8 ``(B, F, 3, S, S)`` with ``policy`` (``rl_i2it.policy.rollout``), K steps per frame;
+    returns uint8 ``(F, K + 1, B, 3, S, S)`` (step 0 of each frame is its content). ``env`` has no auto-reset;
+    ``ZeroFrameMemory(policy, codec)`` evaluates a policy with its frame memory zeroed at every frame."""
+    kept = _KeepImages(policy)
+    obs = env.start_episodes({"clips": clips})
+    starts = rollout(env, kept, obs, env.max_steps, lambda env, obs: obs[:, 3:6])  # after a frame: its successor
+    k = env.frame_steps
+    return torch.stack([torch.stack([starts[f * k], *kept.images[f * k:(f + 1) * k]])
+                        for f in range(env.clip_frames)])
 
 
 class VideoStyleTask(Task):
     """Builds the data, env, networks and losses of a ``VideoStyleConfig``."""
 
     name = "video_style"
+    baseline = "per_frame"
     log_names = ("aux_style_total", "aux_temporal")
-    baseline_kind = "per-frame feed-forward style network (Johnson et al.), same loss, no RL, no memory"
 
     def __init__(self, cfg: VideoStyleConfig, device: torch.device):
         self.cfg, self.device = cfg, device
-        check_planner_size(cfg.image_size, cfg.planner_widths, at_least=4)
-        if cfg.clip_frames < 2 or cfg.frame_steps < 1:
-            raise UserError(f"clip_frames must be >= 2 and frame_steps >= 1; got {cfg.clip_frames} and "
-                            f"{cfg.frame_steps}")
         self.train_videos = self.videos("train")
         self.sampler = ClipSampler.from_videos(self.train_videos, cfg.clip_frames, device)
-        vgg = load_vgg19(_deepest(cfg.content_layers + cfg.style_layers), device)
+        vgg = load_vgg19(max(cfg.content_layers + cfg.style_layers, key=LAYERS.index), device)
         self.objective = StyleObjective(vgg, style_image(cfg.style, cfg.image_size)[None].to(device),
                                         cfg.content_layers, cfg.style_layers, cfg.content_weight, cfg.style_weight,
                                         cfg.tv_weight)
@@ -298,13 +326,13 @@ class VideoStyleTask(Task):
                             cfg.frame_stride) for name in cfg.videos]
 
     def make_env(self, sampler, num_envs: int, auto_reset: bool, seed: int = 0, clip_frames: int | None = None,
-                 frame_steps: int | None = None):
-        """An env on ``sampler``'s clips, or (``clip_frames`` given) one for ``reset_to`` on clips of that length."""
+                 frame_steps: int | None = None) -> VideoStyleEnv:
+        """An env on ``sampler``'s clips, or (``sampler=None``, ``clip_frames`` given) one that plays given clips
+        of that length (``start_episodes({"clips": ...})``)."""
         cfg = self.cfg
-        if clip_frames is not None:
-            sampler = types.SimpleNamespace(clip_frames=clip_frames, frame=None, sample=None)
         return VideoStyleEnv(sampler, self.objective, self.codec, num_envs, frame_steps or cfg.frame_steps,
-                             cfg.frame_state, cfg.reward_mode, cfg.reward_scale, auto_reset, self.device, seed)
+                             cfg.frame_state, cfg.reward_mode, cfg.reward_scale, auto_reset, self.device, seed,
+                             clip_frames=clip_frames)
 
     # ------------------------------------------------------------------ replay: references, not frames
     def transition_spec(self):
@@ -315,15 +343,11 @@ class VideoStyleTask(Task):
                 "plan": ((self.planner.plan_dim,), torch.float32), "reward": ((), torch.float32),
                 "terminated": ((), torch.bool)}
 
-    def pack(self, obs, plan, reward, terminated, next_obs):
-        """Clip index and frame positions come from the env (the step just taken); the rest from the observations.
-
-        ``next_obs`` is the step's final observation: at a frame's end it is the next frame's first state, whose
-        position is one more (at the clip's end the last frame's)."""
-        env = self.env
-        frame_end = (env.state["step"] == 0) & (env.state["steps"] > 0)  # just advanced: position moved on
-        next_position = env.last_position + (frame_end & (env.state["index"] == env.last_index)).long()
-        return {"index": env.last_index, "position": env.last_position, "next_position": next_position,
+    def pack(self, obs, plan, reward, terminated, next_obs, info):
+        """Clip index and frame positions from ``info`` (``next_position``: where ``next_obs``, the step's final
+        observation, is: the next frame after a frame's last step); images and memory codes from the
+        observations."""
+        return {"index": info["index"], "position": info["position"], "next_position": info["next_position"],
                 "current": obs[:, 3:6], "next_current": next_obs[:, 3:6], "memory": obs[:, 6:],
                 "next_memory": next_obs[:, 6:], "plan": plan, "reward": reward, "terminated": terminated}
 
@@ -334,7 +358,7 @@ class VideoStyleTask(Task):
         return {"obs": torch.cat([content, stored["current"], stored["memory"]], 1),
                 "next_obs": torch.cat([next_content, stored["next_current"], stored["next_memory"]], 1),
                 "content": content, "plan": stored["plan"], "reward": stored["reward"],
-                "terminated": stored["terminated"], "key": index * 64 + stored["position"].long()}
+                "terminated": stored["terminated"]}
 
     def initial_batch(self, env: VideoStyleEnv) -> dict[str, torch.Tensor]:
         obs = env.reset()
@@ -342,22 +366,22 @@ class VideoStyleTask(Task):
 
     # ------------------------------------------------------------------ learning
     def temporal_loss(self, content: torch.Tensor, image: torch.Tensor, frame_memory: torch.Tensor,
-                      key: torch.Tensor | None = None) -> torch.Tensor:
+                      seed: int | None = None) -> torch.Tensor:
         """The synthetic next frame of ``content`` (uint8 ``(B, 3, S, S)``), stylised one step from a zero step
         memory and ``frame_memory`` (gradients flow into it), against ``warp(image, flow)``; a scalar.
 
-        The flow's random numbers are seeded from ``key`` (the replayed transitions' clip and frame), so they
-        follow from the replay sampler's checkpointed state and a resumed run continues bit-exactly."""
+        ``seed`` (a host-side integer; ``aux_loss`` passes the learner update) reseeds the flow's random numbers,
+        so they follow from the checkpointed update count and a resumed run continues bit-exactly."""
         cfg = self.cfg
-        if key is not None:
-            self.aux_generator.manual_seed(cfg.seed * 1_000_003 + int((key * 7919 + 1).sum()))
+        if seed is not None:
+            self.aux_generator.manual_seed(cfg.seed * 1_000_003 + seed)
         following, flow, valid = synthetic_next(content, self.aux_generator, cfg.flow_magnitude)
         obs = torch.cat([following, following, self.codec.zeros(len(content), content.device)], 1)
         dist, skips, _ = self.planner(obs, hidden=(torch.zeros_like(frame_memory), frame_memory))
         stylised = self.actor(dist.mean, skips)[:, :3]
         return temporal_error(image, stylised, flow, valid).mean()
 
-    def aux_loss(self, batch, plan, action):
+    def aux_loss(self, batch, plan, action, updates):
         cfg = self.cfg
         image = action[:, :3]
         total = self.objective(image, batch["content"])["total"].mean()
@@ -365,10 +389,10 @@ class VideoStyleTask(Task):
         loss = total
         if cfg.temporal_weight > 0:
             _, frame_memory = self.codec.decode(action[:, 3:])
-            temporal = self.temporal_loss(batch["content"], image, frame_memory, batch.get("key"))
+            temporal = self.temporal_loss(batch["content"], image, frame_memory, updates)
             logs["aux_temporal"] = temporal.detach()
             loss = loss + cfg.temporal_weight * temporal
-        return loss, logs
+        return AuxOut(loss, logs)
 
     # ------------------------------------------------------------------ evaluation
     def evaluation_clips(self, frames: int | None = None, synthetic: int | None = None) -> dict[str, torch.Tensor]:
@@ -402,14 +426,20 @@ class VideoStyleTask(Task):
                 "losses": f"content {cfg.content_layers}, style {cfg.style_layers} (VGG19), weights "
                           f"{cfg.content_weight}, {cfg.style_weight}, {cfg.tv_weight}"}
 
-    def _stylise(self, planner, actor, clips: torch.Tensor, reset_frame_memory: bool, batch: int,
-                 steps: int) -> torch.Tensor:
+    def stylise(self, policy: Policy, clips: torch.Tensor, steps: int | None = None, batch: int = 64,
+                zero_frame_memory: bool = False) -> torch.Tensor:
+        """Clips uint8 ``(N, F, 3, S, S)`` stylised by ``policy``, ``steps`` per frame (default ``frame_steps``),
+        ``batch`` clips at a time -> uint8 ``(F, K + 1, N, 3, S, S)``; ``zero_frame_memory``: the ablation
+        ``ZeroFrameMemory``."""
+        if zero_frame_memory:
+            policy = ZeroFrameMemory(policy, self.codec)
         chunks = []
         for start in range(0, len(clips), batch):
             part = clips[start:start + batch].to(self.device)
-            env = self.make_env(None, len(part), auto_reset=False, clip_frames=part.shape[1], frame_steps=steps)
-            chunks.append(rollout_video(planner, actor, env, part, reset_frame_memory))
-        return torch.cat(chunks, 2)  # (F, K+1, N, 3, S, S)
+            env = self.make_env(None, len(part), auto_reset=False, clip_frames=part.shape[1],
+                                frame_steps=steps or self.cfg.frame_steps)
+            chunks.append(rollout_video(env, policy, part))
+        return torch.cat(chunks, 2)
 
     def _per_step(self, outputs: torch.Tensor, pairs) -> dict[str, list[float]]:
         """Temporal error and losses per step k from stylised clips ``(F, K+1, N, 3, S, S)``."""
@@ -429,14 +459,17 @@ class VideoStyleTask(Task):
                 losses[name].append(weights[name] * values[name].mean().item())
         return {"temporal_error": temporal, **losses}
 
-    def evaluate(self, planner, actor, steps: int | None = None, clips: torch.Tensor | None = None,
-                 batch: int = 64, pairs=None, pairs_file=None, frames: int | None = None) -> dict:
-        """The pinned protocol; ``steps`` per frame defaults to ``frame_steps`` (1 evaluates a one-step model).
+    def evaluate(self, policy: Policy, steps: int | None = None, clips: torch.Tensor | None = None,
+                 batch: int = 64, frames: int | None = None, frame_memory: bool | None = None) -> EvalResult:
+        """The pinned protocol of ``policy``; ``steps`` per frame defaults to ``frame_steps`` (1 evaluates a
+        one-step model).
 
-        ``clips`` (uint8 ``(N, F, 3, S, S)``) replaces the held-out real clips (flow estimated as for them)."""
+        ``clips`` (uint8 ``(N, F, 3, S, S)``) replaces the held-out real clips (flow estimated as for them).
+        ``frame_memory`` (default: whether ``policy`` is this task's planner with a frame memory) adds the
+        sub-protocol with the frame memory zeroed at every frame (tables ``reset_memory_temporal_error_*``).
+        Metrics: ``METRICS``, each a table per step; the score is the total loss."""
         cfg = self.cfg
-        steps = evaluation_steps(steps, cfg.frame_steps, pairs, pairs_file, "video evaluation uses held-out clips",
-                                 name="evaluation steps per frame")
+        steps = evaluation_steps(steps, cfg.frame_steps, name="evaluation steps per frame")
         started = time.perf_counter()
         data = self.evaluation_clips(frames)
         given = clips is not None
@@ -447,37 +480,27 @@ class VideoStyleTask(Task):
         real_flow, real_valid = _cached_flows(data["real"], cfg.eval_flow_iterations)
         synthetic_valid = inside(data["synthetic_flow"].flatten(0, 1)).view(*data["synthetic_flow"].shape[:2], 1,
                                                                             *data["synthetic_flow"].shape[-2:])
-        results = {"protocol": {**self.protocol(data["real"].shape[1], given), "steps": steps},
-                   "n_real": int(len(data["real"])), "n_synthetic": int(len(data["synthetic"]))}
-        memory = cfg.frame_state and getattr(planner, "frame_gru", None) is not None  # not for the baseline
-        variants = [("", False)] + ([("reset_memory_", True)] if memory else [])
-        rollouts = {}
-        for prefix, reset in variants:
-            outputs = {"real": self._stylise(planner, actor, data["real"], reset, batch, steps),
-                       "synthetic": self._stylise(planner, actor, data["synthetic"], reset, batch, steps)}
+        if frame_memory is None:
+            frame_memory = (isinstance(policy, PlannerPolicy) and isinstance(policy.planner, VideoPlanner)
+                            and policy.planner.frame_gru is not None)
+        tables, rollouts = {}, {}
+        for prefix, zeroed in [("", False)] + ([("reset_memory_", True)] if frame_memory else []):
+            outputs = {name: self.stylise(policy, data[name], steps, batch, zeroed) for name in ("real", "synthetic")}
             real = self._per_step(outputs["real"], (real_flow, real_valid, "backward"))
             synthetic = self._per_step(outputs["synthetic"], (data["synthetic_flow"], synthetic_valid, "forward"))
-            results[f"{prefix}temporal_error_real_per_step"] = real["temporal_error"]
-            results[f"{prefix}temporal_error_synthetic_per_step"] = synthetic["temporal_error"]
+            tables[f"{prefix}temporal_error_real"] = metric_table(real["temporal_error"])
+            tables[f"{prefix}temporal_error_synthetic"] = metric_table(synthetic["temporal_error"])
             if not prefix:
-                for name in ("style", "content", "total"):
-                    results[f"{name}_loss_per_step"] = [(r + s) / 2 for r, s in zip(real[name], synthetic[name])]
+                for name in ("total", "style", "content"):
+                    tables[f"{name}_loss"] = metric_table([(r + s) / 2 for r, s in zip(real[name], synthetic[name])])
                 rollouts = outputs
-        keys = ("temporal_error_real", "temporal_error_synthetic", "total_loss", "style_loss", "content_loss")
-        per_step = {k: results[f"{k}_per_step"] for k in keys}
-        results["identity"] = {k: v[0] for k, v in per_step.items()}
-        results["final"] = {k: v[-1] for k, v in per_step.items()}
-        results.update(score_name="style-transfer loss (content + style + TV; lower is better)",
-                       score_identity=per_step["total_loss"][0], score_final=per_step["total_loss"][-1],
-                       seconds=round(time.perf_counter() - started, 1))
-        results["_rollout"] = {**rollouts, "clips": data}
-        return results
-
-
-def _deepest(layers) -> str:
-    from ..nn.perceptual import LAYERS
-
-    return max(layers, key=LAYERS.index)
+        return EvalResult(
+            task=self.name, protocol={**self.protocol(data["real"].shape[1], given), "steps": steps},
+            score_name="style-transfer loss (content + style + TV; lower is better)", higher_is_better=False,
+            score_per_step=tables["total_loss"]["per_step"], metrics={name: False for name in METRICS},
+            tables=tables, timing={"seconds": round(time.perf_counter() - started, 1)},
+            details={"n_real": int(len(data["real"])), "n_synthetic": int(len(data["synthetic"]))},
+            artifacts={"_rollout": {**rollouts, "clips": data}})
 
 
 _FLOW_CACHE: dict = {}
@@ -491,66 +514,3 @@ def _cached_flows(clips: torch.Tensor, iterations: int):
         _FLOW_CACHE[key] = estimate_flows(clips.cpu(), iterations)
         torch.random.set_rng_state(torch_state)
     return _FLOW_CACHE[key]
-
-
-# ----------------------------------------------------------------------------------------------- the baseline
-def train_per_frame_baseline(cfg: VideoStyleConfig, seconds: float, device: torch.device, lr: float = 1e-3,
-                             batch_size: int | None = None, max_iterations: int | None = None) -> dict:
-    """Johnson et al.'s feed-forward network applied per frame: about the policy's (planner + actor) parameters,
-    trained on the same loss (the style total plus the same synthetic-flow temporal term, computed between the
-    network's outputs on a frame and on its synthetic next frame) for ``seconds`` of wall time; evaluated with
-    the task's protocol at one step per frame. ``max_iterations`` stops it earlier (tests)."""
-    from ..nn.transformer_net import TransformerNet, width_for_parameters
-
-    torch.manual_seed(cfg.seed)
-    task = VideoStyleTask(cfg, device)
-    target = sum(p.numel() for m in (task.planner, task.actor) for p in m.parameters())
-    net = TransformerNet(width_for_parameters(target, cfg.baseline_blocks), cfg.baseline_blocks).to(device)
-    optimiser = torch.optim.Adam(net.parameters(), lr=lr)
-    batch_size = batch_size or cfg.batch_size
-    generator = torch.Generator(device=device).manual_seed(cfg.seed + 2)
-    frames = task.sampler.frames
-    iterations, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds and (max_iterations is None or iterations < max_iterations):
-        content = frames[torch.randint(0, len(frames), (batch_size,), device=device, generator=generator)]
-        image = net(content.float() / 255)
-        loss = task.objective(image, content)["total"].mean()
-        if cfg.temporal_weight > 0:
-            following, flow, valid = synthetic_next(content, generator, cfg.flow_magnitude)
-            loss = loss + cfg.temporal_weight * temporal_error(image, net(following.float() / 255), flow, valid).mean()
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        iterations += 1
-    trained_for = time.perf_counter() - started
-    planner, actor = _OneStepPlanner(task.planner), _FrameNetActor(net, task.codec)
-    results = task.evaluate(planner, actor, steps=1)
-    results["baseline"] = {"kind": VideoStyleTask.baseline_kind, "iterations": iterations,
-                           "seconds": round(trained_for, 1), "batch_size": batch_size, "lr": lr,
-                           "parameters": sum(p.numel() for p in net.parameters())}
-    results["_networks"] = {"net": net, "planner": planner, "actor": actor}
-    return results
-
-
-class _OneStepPlanner(nn.Module):
-    """Passes the content frame to ``_FrameNetActor`` (the baseline needs no plan): a dummy plan, no memories."""
-
-    def __init__(self, planner: VideoPlanner):
-        super().__init__()
-        self.codec = planner.codec
-
-    def forward(self, obs: torch.Tensor, hidden=None):
-        zeros = obs.new_zeros(obs.shape[0], 1, dtype=torch.float32)
-        dist = torch.distributions.Independent(torch.distributions.Normal(zeros, torch.ones_like(zeros)), 1)
-        return dist, [as_float_image(obs[:, :3]), obs[:, 6:].float() / 255], None
-
-
-class _FrameNetActor(nn.Module):
-    """The per-frame network as an actor: stylises the content frame, keeps the (zero) memory codes."""
-
-    def __init__(self, net: nn.Module, codec: MemoryCodec):
-        super().__init__()
-        self.net, self.codec = net, codec
-
-    def forward(self, plan: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
-        return torch.cat([self.net(skips[0]), skips[1]], 1)
