@@ -3,21 +3,23 @@
 B episodes step together on one device, torch only. The contract (DESIGN §3), with S the image size and
 h the hole size:
 
-==========================  ==================================================================
-call                        returns
-==========================  ==================================================================
-``reset(seed=None)``        ``obs``: uint8 ``(B, 4, S, S)``: RGB with the current patch pasted
-                            into the hole, and channel 3 the hole mask (255 inside)
-``step(patch)``             ``obs, reward, terminated, truncated, info``; ``patch`` is float
-                            ``(B, 3, h, h)`` in [0, 1]; reward/terminated/truncated are ``(B,)``
-``info["score"]``           ``(B,)`` PSNR (dB) of the hole after this step (before auto-reset)
-``info["final_obs"]``       ``(B, 4, S, S)`` the observation this step produced, before auto-reset
-``info["done"]``            ``(B,)`` terminated | truncated
-``info["initial_score"]``   ``(B,)`` PSNR of the finished episode's first state (the mean fill)
-``info["steps"]``           ``(B,)`` steps taken in the episode
-``last_index``              ``(B,)`` the image index (into ``sampler.images``) each row of the
-                            step just taken belongs to: what the replay stores instead of the image
-==========================  ==================================================================
+============================  ==================================================================
+call                          returns
+============================  ==================================================================
+``reset(seed=None)``          ``obs``: uint8 ``(B, 4, S, S)``: RGB with the current patch pasted
+                              into the hole, and channel 3 the hole mask (255 inside)
+``step(patch)``               ``obs, reward, terminated, truncated, info``; ``patch`` is float
+                              ``(B, 3, h, h)`` in [0, 1]; reward/terminated/truncated are ``(B,)``
+``info["score"]``             ``(B,)`` PSNR (dB) of the hole after this step (before auto-reset)
+``info["final_obs"]``         ``(B, 4, S, S)`` the observation this step produced, before auto-reset
+``info["done"]``              ``(B,)`` terminated | truncated
+``info["initial_score"]``     ``(B,)`` PSNR of the finished episode's first state (the mean fill)
+``info["steps"]``             ``(B,)`` steps taken in the episode
+``info["index"]``             ``(B,)`` the image index (into ``sampler.images``) each row of the
+                              step just taken belongs to: what the replay stores instead of the image
+                              (-1 for images given to ``start_episodes``)
+``start_episodes(episode)``   ``obs`` of episodes on given images: ``{"images": uint8 (B, 3, S, S)}``
+============================  ==================================================================
 
 An episode starts with the hole filled with the mean colour of the visible pixels (the "identity": what a
 one-line method does); each step *replaces* the hole with the actor's patch (not cumulative, as the
@@ -25,7 +27,8 @@ authors'), quantised to uint8 by the env so the policy acts on exactly what the 
 channel is constant but tells the convolutional planner where the hole is without having to infer it from
 content (cheap: the buffer never stores it). Reward ``"improvement"``: ``reward_scale * (PSNR_t - PSNR_{t-1})
 + done_bonus * terminated``; ``"absolute"``: the authors' ``reward_scale * PSNR_t + done_bonus * terminated``.
-The episode terminates when the hole's PSNR reaches ``psnr_threshold``; a timeout is truncation.
+The episode terminates when the hole's PSNR reaches ``psnr_threshold``; a timeout is truncation. The step itself
+(scoring, reward, termination, same-step auto-reset) is ``envs.base.BatchedEnv``'s.
 """
 from __future__ import annotations
 
@@ -35,7 +38,8 @@ import torch
 
 from ..errors import UserError
 from ..nn.functional import psnr
-from .registration import check_episode_settings, quantise, replace_finished, step_reward
+from .base import BatchedEnv
+from .common import quantise
 
 __all__ = ["InpaintingEnv", "ImageSampler", "FaceSampler", "hole_slice", "crop_hole", "paste_hole", "mean_fill",
            "check_images"]
@@ -108,7 +112,7 @@ def mean_fill(images: torch.Tensor, hole: slice) -> torch.Tensor:
     return mean[:, :, None, None].expand(-1, -1, size, size).contiguous()
 
 
-class InpaintingEnv:
+class InpaintingEnv(BatchedEnv):
     """Batched centre-hole inpainting.
 
     Parameters
@@ -128,39 +132,42 @@ class InpaintingEnv:
                  reward_mode: str = "improvement", reward_scale: float = 1.0, done_bonus: float = 1.0,
                  psnr_threshold: float = 30.0, auto_reset: bool = True, device: torch.device | str = "cpu",
                  seed: int = 0):
-        check_episode_settings(reward_mode, num_envs, max_steps)
-        self.sampler, self.num_envs, self.max_steps = sampler, int(num_envs), int(max_steps)
+        super().__init__(num_envs, max_steps, reward_mode, reward_scale, done_bonus, score_threshold=psnr_threshold,
+                         auto_reset=auto_reset, device=device, seed=seed)
+        self.sampler = sampler
         self.image_size = int(sampler.images.shape[-1])
         self.hole = hole_slice(self.image_size, hole_size)
         self.hole_size = int(hole_size)
-        self.reward_mode, self.reward_scale, self.done_bonus = reward_mode, float(reward_scale), float(done_bonus)
-        self.psnr_threshold = float(psnr_threshold)
-        self.auto_reset, self.device = auto_reset, torch.device(device)
+        self.psnr_threshold = self.score_threshold
         self.image_shape = (self.image_size, self.image_size)
         mask = torch.zeros(1, 1, self.image_size, self.image_size, dtype=torch.uint8, device=self.device)
         mask[..., self.hole, self.hole] = 255
         self.mask = mask
-        self.generator = torch.Generator(device=self.device)
-        self.generator.manual_seed(seed)
-        self._state: dict[str, torch.Tensor] = {}
-        self.last_index = torch.zeros(self.num_envs, dtype=torch.long, device=self.device)
 
     @property
     def patch_shape(self) -> tuple[int, int, int]:
         return (3, self.hole_size, self.hole_size)
 
-    # ------------------------------------------------------------------ episode state
-    def _start(self, index: torch.Tensor, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    # ------------------------------------------------------------------ episodes
+    def draw(self, n: int) -> dict[str, torch.Tensor]:
+        index = self.sampler.sample(n, self.generator)
+        return {"index": index, "images": self.sampler.images[index]}
+
+    def start(self, episode: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The first state: the hole filled with the mean colour. ``episode``: ``images`` uint8 ``(B, 3, S, S)``
+        and their ``index`` into the bank (absent for given images: -1)."""
+        images = episode["images"]
+        index = episode.get("index")
+        if index is None:
+            index = torch.full((images.shape[0],), -1, dtype=torch.long, device=self.device)
         truth = crop_hole(images, self.hole).contiguous()
         patch = mean_fill(images, self.hole)
-        score = self.score(patch, truth)
-        return {"index": index, "images": images, "truth": truth, "patch": patch,
-                "steps": torch.zeros(images.shape[0], dtype=torch.long, device=self.device),
-                "score": score, "initial_score": score.clone()}
+        return {"index": index, "images": images, "truth": truth, "patch": patch, "score": self.score(patch, truth)}
 
-    def _draw(self, n: int) -> dict[str, torch.Tensor]:
-        index = self.sampler.sample(n, self.generator)
-        return self._start(index, self.sampler.images[index])
+    def start_episodes(self, episode: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Episodes on given images (evaluation): ``{"images": uint8 (B, 3, S, S)}``, index -1."""
+        check_images(episode["images"], self.image_size)
+        return super().start_episodes(episode)
 
     @staticmethod
     def score(patch: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
@@ -168,25 +175,12 @@ class InpaintingEnv:
         return psnr(patch.float(), truth.float(), data_range=255.0)
 
     def observation(self, images: torch.Tensor | None = None, patch: torch.Tensor | None = None) -> torch.Tensor:
-        """uint8 ``(B, 4, S, S)``: ``images`` with ``patch`` in the hole, then the mask (default: the episodes')."""
+        """uint8 ``(B, 4, S, S)``: ``images`` with ``patch`` in the hole, then the mask (default: the episodes');
+        replay rebuilds stored states with it."""
         images = self._state["images"] if images is None else images
         patch = self._state["patch"] if patch is None else patch
         filled = paste_hole(images, patch, self.hole)
         return torch.cat([filled, self.mask.expand(filled.shape[0], -1, -1, -1)], 1)
-
-    def reset(self, seed: int | None = None) -> torch.Tensor:
-        if seed is not None:
-            self.generator.manual_seed(seed)
-        self._state = self._draw(self.num_envs)
-        return self.observation()
-
-    def reset_to(self, images: torch.Tensor) -> torch.Tensor:
-        """Start episodes on given images (uint8 ``(B, 3, S, S)``; index -1); evaluation uses this."""
-        check_images(images, self.image_size)
-        images = images.to(self.device)
-        index = torch.full((images.shape[0],), -1, dtype=torch.long, device=self.device)
-        self._state = self._start(index, images)
-        return self.observation()
 
     @property
     def patch(self) -> torch.Tensor:
@@ -199,38 +193,30 @@ class InpaintingEnv:
         return self._state["truth"]
 
     # ------------------------------------------------------------------ transition
-    def step(self, patch: torch.Tensor):
-        s = self._state
-        if tuple(patch.shape) != tuple(s["patch"].shape):
-            raise ValueError(f"action must be a patch of shape {tuple(s['patch'].shape)}; got {tuple(patch.shape)}")
-        self.last_index = s["index"]
-        new_patch = quantise(patch.detach())
-        score = self.score(new_patch, s["truth"])
-        steps = s["steps"] + 1
-        terminated = score >= self.psnr_threshold
-        truncated = (steps >= self.max_steps) & ~terminated
-        reward = step_reward(score, s["score"], terminated, self.reward_mode, self.reward_scale, self.done_bonus)
-        s.update(patch=new_patch, steps=steps, score=score)
-        final_obs = self.observation()
-        done = terminated | truncated
-        info = {"score": score, "final_obs": final_obs, "done": done, "initial_score": s["initial_score"],
-                "steps": steps}
-        if not self.auto_reset:
-            return final_obs, reward, terminated, truncated, info
-        replace_finished(s, self._draw(self.num_envs), done)
-        return self.observation(), reward, terminated, truncated, info
+    def check_action(self, action: torch.Tensor) -> None:
+        expected = tuple(self._state["patch"].shape)
+        if tuple(action.shape) != expected:
+            raise ValueError(f"action must be a patch of shape {expected}; got {tuple(action.shape)}")
+
+    def advance(self, state: dict[str, torch.Tensor], action: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The patch replaces the hole's content (quantised, so the policy sees what the replay stores)."""
+        patch = quantise(action)
+        return {"patch": patch, "score": self.score(patch, state["truth"])}
+
+    def transition_info(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {"index": state["index"]}
 
     # ------------------------------------------------------------------ checkpointing
     def state_dict(self) -> dict:
         """Episodes by reference: the image indices, not the images (they are rebuilt from the sampler)."""
         episodes = {k: v.clone() for k, v in self._state.items() if k not in ("images", "truth")}
-        return {"episodes": episodes, "generator": self.generator.get_state(), "last_index": self.last_index.clone()}
+        return {"episodes": episodes, "generator": self.generator.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
+        """Also reads checkpoints written before issue 15 (their ``last_index`` is not needed any more)."""
         episodes = {k: v.to(self.device) for k, v in state["episodes"].items()}
         images = self.sampler.images[episodes["index"].clamp_min(0)]
         episodes["images"] = images
         episodes["truth"] = crop_hole(images, self.hole).contiguous()
         self._state = episodes
         self.generator.set_state(state["generator"])
-        self.last_index = state["last_index"].to(self.device)

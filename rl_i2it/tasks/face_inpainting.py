@@ -10,7 +10,8 @@ action                     a patch ``(B, 3, h, h)`` in [0, 1]: the actor's sigmo
                            centre-cropped to the hole (``PatchActor``)
 auxiliary loss             ring-weighted L1 to the true hole; from ``gan_start_updates`` on,
                            ``rec_weight_gan * L1 + adv_weight * BCE(D(patch), real)`` with a local
-                           spectral-norm discriminator D that takes its own step (``extra_update``)
+                           spectral-norm discriminator D (the task's ``Adversary``: the trainer steps
+                           it on ``adversary_loss``, ``BCE(D(real), 1) + BCE(D(patch), 0)``)
 replay                     the image's index into the fixed face bank, the patch before and after
                            the step (uint8), plan, reward, terminated: 1.8 KB at smoke (32/16),
                            7.2 KB at course (64/32), 26.6 KB at paper (128/64; the authors': 657 KB)
@@ -18,12 +19,16 @@ metrics                    PSNR, SSIM (torchmetrics), L1, L2 on the hole and on 
 =========================  ======================================================================
 
 The evaluation protocol (``FaceInpaintingTask.protocol``): the first ``eval_faces`` held-out faces (the test
-split: a disjoint procedural seed stream, or the last images of a folder), T deterministic steps (the plan's
-mean), every metric at every step; step 0 is the identity (the hole filled with the visible pixels' mean
-colour). Images are compared on [0, 1]; PSNR and SSIM with data range 1 (PSNR equals the 0..255 one).
+split: a disjoint procedural seed stream, or the last images of a folder), T steps of any ``Policy`` (the RL
+policy acts on the plan's mean), every metric at every step; step 0 is the identity (the hole filled with the
+visible pixels' mean colour). Images are compared on [0, 1]; PSNR and SSIM with data range 1 (PSNR equals the
+0..255 one). The result is an ``EvalResult``: the score is PSNR on the hole, ``tables`` holds every metric's
+identity, final and per-step means, ``details["n_faces"]`` the count, ``artifacts["_rollout"]`` the images and
+patches ``(T+1, N, 3, h, h)``.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import torch
@@ -36,10 +41,12 @@ from ..critic import TwinCritic, make_target
 from ..data.faces import load_faces
 from ..envs.inpainting import FaceSampler, InpaintingEnv, check_images, crop_hole, hole_slice, paste_hole
 from ..errors import UserError
+from ..evaluate import EvalResult, metric_table
 from ..nn.discriminator import PatchDiscriminator, adversarial_loss
 from ..nn.functional import psnr
 from ..planner import Planner
-from .base import Task, check_planner_size, evaluation_steps
+from ..policy import Policy, rollout
+from .base import Adversary, AuxOut, Task, evaluation_steps
 
 __all__ = ["FaceConfig", "FaceInpaintingTask", "PatchActor", "ring_weights", "inpainting_metrics", "rollout_inpainting"]
 
@@ -69,6 +76,19 @@ class FaceConfig(TrainConfig):
     lr_disc: float = 4e-5  #: the discriminator's Adam learning rate, betas (0.5, 0.9) (the authors': lr / 5)
     eval_faces: int = 200  #: held-out faces of the pinned evaluation protocol
     eval_steps: int = 10  #: T, deterministic steps per evaluation episode (the authors': 15)
+
+    def validate(self) -> None:
+        """The shared checks, then the hole's: it fits the image, its ring fits it, the discriminator's halvings
+        divide it, and the planner's halvings divide the image (one-line ``UserError`` s, before any data loads)."""
+        super().validate()
+        hole_slice(self.image_size, self.hole_size)
+        if self.ring_width < 0 or 2 * self.ring_width > self.hole_size:
+            raise UserError(f"ring width {self.ring_width} does not fit a hole of {self.hole_size}; use "
+                            f"0 <= ring_width <= hole_size / 2")
+        self.check_divisible()
+        if self.hole_size % 2 ** len(self.disc_widths):
+            raise UserError(f"hole size {self.hole_size} must be divisible by {2 ** len(self.disc_widths)} for "
+                            f"discriminator widths {self.disc_widths}; change hole_size or disc_widths")
 
 
 # Smoke and course are tuned for time to quality on a 2-core CPU (issue 6 note): learning is update-bound, so a
@@ -140,40 +160,23 @@ def inpainting_metrics(images: torch.Tensor, patches: torch.Tensor, hole: slice)
     return {**{f"{k}_hole": v for k, v in hole_block.items()}, **{f"{k}_image": v for k, v in image_block.items()}}
 
 
-@torch.no_grad()
-def rollout_inpainting(planner, actor, env: InpaintingEnv, images: torch.Tensor, steps: int,
-                       deterministic: bool = True) -> torch.Tensor:
-    """The hole's content at every step, uint8 ``(T+1, B, 3, h, h)`` (step 0: the mean fill)."""
-    was_training = planner.training, actor.training
-    planner.eval(), actor.eval()
-    obs = env.reset_to(images)
-    patches, hidden = [env.patch.clone()], None
-    for _ in range(steps):
-        dist, skips, hidden = planner(obs, hidden)
-        plan = dist.mean if deterministic else dist.sample()
-        obs, *_ = env.step(actor(plan, skips))
-        patches.append(env.patch.clone())
-    planner.train(was_training[0]), actor.train(was_training[1])
-    return torch.stack(patches)
+def rollout_inpainting(policy: Policy, env: InpaintingEnv, images: torch.Tensor, steps: int) -> torch.Tensor:
+    """The hole's content at every step of ``policy`` on ``images`` (uint8 ``(B, 3, S, S)``), uint8
+    ``(T+1, B, 3, h, h)`` (step 0: the mean fill); ``env`` without auto-reset."""
+    obs = env.start_episodes({"images": images})
+    return torch.stack(rollout(env, policy, obs, steps, lambda env, obs: env.patch.clone()))
 
 
 class FaceInpaintingTask(Task):
-    """Builds the env, networks, discriminator and its optimiser of a ``FaceConfig``."""
+    """Builds the env, networks, discriminator (the ``adversary``) and its optimiser of a ``FaceConfig``."""
 
     name = "face"
+    baseline = "one_step"  # a context encoder: the same planner + actor used once, the same losses
     log_names = ("aux_l1", "aux_adv", "disc_loss", "disc_real", "gan_on")  # what metrics.jsonl averages per row
-    baseline_kind = "one-step encoder-decoder (context-encoder style), same losses, no RL"
 
     def __init__(self, cfg: FaceConfig, device: torch.device):
         self.cfg, self.device = cfg, device
         self.hole = hole_slice(cfg.image_size, cfg.hole_size)
-        if cfg.ring_width < 0 or 2 * cfg.ring_width > cfg.hole_size:
-            raise UserError(f"ring width {cfg.ring_width} does not fit a hole of {cfg.hole_size}; use "
-                            f"0 <= ring_width <= hole_size / 2")
-        check_planner_size(cfg.image_size, cfg.planner_widths)
-        if cfg.hole_size % 2 ** len(cfg.disc_widths):
-            raise UserError(f"hole size {cfg.hole_size} must be divisible by {2 ** len(cfg.disc_widths)} for "
-                            f"discriminator widths {cfg.disc_widths}; change hole_size or disc_widths")
         train = load_faces(cfg.data_source, "train", cfg.image_size,
                            cfg.train_faces if cfg.data_source == "procedural" else None)
         self.data_source, self.data_note = train.source, train.note
@@ -184,12 +187,10 @@ class FaceInpaintingTask(Task):
         self.actor = PatchActor(decoder, self.hole).to(device)
         self.critic = TwinCritic(self.planner, cfg.critic_widths).to(device)
         self.critic_target = make_target(self.critic)
-        self.discriminator = PatchDiscriminator(cfg.hole_size, cfg.disc_widths).to(device)
-        self.extra_modules = {"discriminator": self.discriminator}
-        self.extra_optimisers = {"discriminator": torch.optim.Adam(self.discriminator.parameters(), lr=cfg.lr_disc,
-                                                                   betas=(0.5, 0.9))}
+        discriminator = PatchDiscriminator(cfg.hole_size, cfg.disc_widths).to(device)
+        self.adversary = Adversary(discriminator, torch.optim.Adam(discriminator.parameters(), lr=cfg.lr_disc,
+                                                                   betas=(0.5, 0.9)), cfg.gan_start_updates)
         self.ring = ring_weights(cfg.hole_size, cfg.ring_width, cfg.ring_weight, device)
-        self.gan_on = False  # set by extra_update, read by aux_loss: the phase of the current learner update
 
     def make_env(self, sampler, num_envs: int, auto_reset: bool, seed: int = 0) -> InpaintingEnv:
         cfg = self.cfg
@@ -204,9 +205,9 @@ class FaceInpaintingTask(Task):
                 "plan": ((self.planner.plan_dim,), torch.float32), "reward": ((), torch.float32),
                 "terminated": ((), torch.bool)}
 
-    def pack(self, obs, plan, reward, terminated, next_obs):
-        """The image index comes from the env (``last_index``: the episodes of the step just taken)."""
-        return {"index": self.env.last_index, "patch": crop_hole(obs[:, :3], self.hole),
+    def pack(self, obs, plan, reward, terminated, next_obs, info):
+        """The image index of each row comes from the step's ``info``; the patches from the observations."""
+        return {"index": info["index"], "patch": crop_hole(obs[:, :3], self.hole),
                 "next_patch": crop_hole(next_obs[:, :3], self.hole), "plan": plan, "reward": reward,
                 "terminated": terminated}
 
@@ -227,34 +228,27 @@ class FaceInpaintingTask(Task):
         """Ring-weighted L1 of a float patch ``(B, 3, h, h)`` against the uint8 truth."""
         return ((patch - target.float() / 255.0).abs() * self.ring).mean()
 
-    def extra_update(self, batch: dict[str, torch.Tensor], action: torch.Tensor, updates: int) -> dict:
-        """Once per learner update, before ``aux_loss``: in the GAN phase, one discriminator step on
-        ``BCE(D(real), 1) + BCE(D(patch), 0)`` with the patch detached. Returns device-resident logs."""
-        cfg = self.cfg
-        self.gan_on = cfg.gan_start_updates >= 0 and updates >= cfg.gan_start_updates
-        if not self.gan_on:
-            return {}
-        real = batch["target"].float() / 255.0
-        logits_real = self.discriminator(real)
-        loss = adversarial_loss(logits_real, True) + adversarial_loss(self.discriminator(action.detach()), False)
-        optimiser = self.extra_optimisers["discriminator"]
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        return {"disc_loss": loss.detach(), "disc_real": torch.sigmoid(logits_real.detach()).mean(),
-                "gan_on": torch.ones((), device=self.device)}
+    def adversary_loss(self, batch: dict[str, torch.Tensor], fake: torch.Tensor) -> AuxOut:
+        """``BCE(D(real), 1) + BCE(D(patch), 0)``, the real patches being the true holes; device-resident logs."""
+        discriminator = self.adversary.module
+        logits_real = discriminator(batch["target"].float() / 255.0)
+        loss = adversarial_loss(logits_real, True) + adversarial_loss(discriminator(fake), False)
+        return AuxOut(loss, {"disc_loss": loss.detach(), "disc_real": torch.sigmoid(logits_real.detach()).mean(),
+                             "gan_on": torch.ones((), device=self.device)})
 
-    def aux_loss(self, batch, plan, action):
+    def aux_loss(self, batch, plan, action, updates):
+        """Ring-weighted L1; in the GAN phase ``rec_weight_gan * L1 + adv_weight * BCE(D(patch), real)``."""
         cfg = self.cfg
         rec = self.reconstruction_loss(action, batch["target"])
         logs = {"aux_l1": rec.detach()}
-        if not self.gan_on:
-            return rec, logs
-        self.discriminator.requires_grad_(False)  # the generator's step must not move D
-        adversarial = adversarial_loss(self.discriminator(action), True)
-        self.discriminator.requires_grad_(True)
+        if not self.adversary.active(updates):
+            return AuxOut(rec, logs)
+        discriminator = self.adversary.module
+        discriminator.requires_grad_(False)  # the generator's step must not move D
+        adversarial = adversarial_loss(discriminator(action), True)
+        discriminator.requires_grad_(True)
         logs["aux_adv"] = adversarial.detach()
-        return cfg.rec_weight_gan * rec + cfg.adv_weight * adversarial, logs
+        return AuxOut(cfg.rec_weight_gan * rec + cfg.adv_weight * adversarial, logs)
 
     # ------------------------------------------------------------------ evaluation
     def evaluation_faces(self, n: int | None = None) -> torch.Tensor:
@@ -275,29 +269,30 @@ class FaceInpaintingTask(Task):
                        "L1 and L2 on [0, 1]; on the hole and on the whole image",
         }
 
-    def evaluate(self, planner, actor, steps: int | None = None, n_faces: int | None = None,
-                 images: torch.Tensor | None = None, batch: int = 256, pairs=None, pairs_file=None) -> dict:
-        """The pinned protocol; ``images`` (uint8 ``(N, 3, S, S)``) replaces the held-out faces."""
+    def evaluate(self, policy: Policy, steps: int | None = None, n_faces: int | None = None,
+                 images: torch.Tensor | None = None, batch: int = 256) -> EvalResult:
+        """The pinned protocol of ``policy``; ``images`` (uint8 ``(N, 3, S, S)``) replaces the held-out faces."""
         cfg = self.cfg
-        steps = evaluation_steps(steps, cfg.eval_steps, pairs, pairs_file, "face evaluation uses held-out faces")
+        steps = evaluation_steps(steps, cfg.eval_steps)
         given = images is not None
         if given:
             check_images(images, cfg.image_size)
         else:
             images = self.evaluation_faces(n_faces)
         images = images.to(self.device)
+        started = time.perf_counter()
         chunks = []
         for start in range(0, len(images), batch):
             part = images[start:start + batch]
             env = self.make_env(self.env.sampler, len(part), auto_reset=False)
-            chunks.append(rollout_inpainting(planner, actor, env, part, steps))
+            chunks.append(rollout_inpainting(policy, env, part, steps))
         patches = torch.cat(chunks, 1)  # (T+1, N, 3, h, h)
         per_step = [inpainting_metrics(images, p, self.hole) for p in patches]
         means = {name: [m[name].mean().item() for m in per_step] for name in per_step[0]}
-        results = {"protocol": self.protocol(steps, len(images), given), "n_faces": int(len(images)),
-                   "identity": {k: v[0] for k, v in means.items()}, "final": {k: v[-1] for k, v in means.items()},
-                   "psnr_hole_per_step": means["psnr_hole"], "ssim_hole_per_step": means["ssim_hole"],
-                   "score_name": "PSNR on the hole (dB)", "score_identity": means["psnr_hole"][0],
-                   "score_final": means["psnr_hole"][-1]}
-        results["_rollout"] = {"images": images, "patches": patches}
-        return results
+        return EvalResult(
+            task=self.name, protocol=self.protocol(steps, len(images), given), score_name="PSNR on the hole (dB)",
+            higher_is_better=True, score_per_step=means["psnr_hole"],
+            metrics={name: name.startswith(("psnr", "ssim")) for name in means},
+            tables={name: metric_table(values) for name, values in means.items()},
+            timing={"evaluate_s": round(time.perf_counter() - started, 3)}, details={"n_faces": int(len(images))},
+            artifacts={"_rollout": {"images": images, "patches": patches}})
