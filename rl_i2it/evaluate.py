@@ -41,7 +41,8 @@ def metric_table(per_step: list[float]) -> dict:
 class EvalResult:
     """A task's evaluation protocol, scored.
 
-    ``score_per_step`` is the primary metric's mean at steps 0..T (0 = the first state: the identity);
+    ``score_name`` is the primary metric's key in ``metrics`` and ``tables`` (its description, if any, is
+    ``protocol["score"]``); ``score_per_step`` is its mean at steps 0..T (0 = the first state: the identity);
     ``metrics`` maps every metric reported to whether higher is better; ``tables`` holds each metric's table
     (``metric_table``) and any sub-protocol's (a strict mask, same-class pairs); ``details`` holds the rest that
     is JSON-able and task-specific (counts, a baseline's training record); ``artifacts`` holds tensors and
@@ -63,6 +64,11 @@ class EvalResult:
     comparisons: dict[str, dict] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
     artifacts: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self):
+        if self.metrics and self.score_name not in self.metrics:
+            raise ValueError(f"score_name {self.score_name!r} must be one of the metrics {sorted(self.metrics)} (a "
+                             f"description of the score belongs in protocol['score'])")
 
     @property
     def score_identity(self) -> float:

@@ -12,22 +12,22 @@ def test_face_train_eval_bench_from_the_command_line(tmp_path, capsys, monkeypat
     monkeypatch.setenv("RL_I2IT_SMOKE", "1")
     run_dir = tmp_path / "face"
     assert main(["train", "--task", "face", "--preset", "smoke", "--run-dir", str(run_dir), "--quiet", *TINY]) == 0
-    assert "PSNR on the hole (dB)" in capsys.readouterr().out
+    assert "psnr_hole" in capsys.readouterr().out
     results = json.loads((run_dir / "eval.json").read_text())
-    assert results["protocol"]["steps"] == 5 and results["n_faces"] == 8
+    assert results["protocol"]["steps"] == 5 and results["details"]["n_faces"] == 8
     assert 5 < results["score_identity"] < 40
 
     assert main(["eval", "--run-dir", str(run_dir), "--steps", "2", "--json"]) == 0
-    assert len(json.loads(capsys.readouterr().out)["psnr_hole_per_step"]) == 3
+    assert len(json.loads(capsys.readouterr().out)["tables"]["psnr_hole"]["per_step"]) == 3
     assert main(["eval", "--run-dir", str(run_dir), "--steps", "1"]) == 0
     assert "ssim_hole" in capsys.readouterr().out
 
     assert main(["bench", "--task", "face", "--preset", "smoke", "--batch", "8", "--batch-size", "8",
-                 "--seconds", "0.1", *SMALL]) == 0
+                 "--seconds", "0.1", "--json", *SMALL]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["task"] == "face" and report["env_steps_per_s"] > 0
     assert report["replay_bytes_per_transition"] == 4 + 2 * 3 * 16 * 16 + 4 * 64 + 4 + 1
 
     assert main(["eval", "--run-dir", str(run_dir), "--pairs", str(tmp_path / "missing.npz")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("rl_i2it: error:") and err.count("\n") == 1
+    assert err.startswith("rl_i2it: error: --pairs is for the digits task") and err.count("\n") == 1

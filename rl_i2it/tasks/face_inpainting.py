@@ -290,7 +290,8 @@ class FaceInpaintingTask(Task):
         per_step = [inpainting_metrics(images, p, self.hole) for p in patches]
         means = {name: [m[name].mean().item() for m in per_step] for name in per_step[0]}
         return EvalResult(
-            task=self.name, protocol=self.protocol(steps, len(images), given), score_name="PSNR on the hole (dB)",
+            task=self.name, protocol={**self.protocol(steps, len(images), given), "score": "PSNR on the hole (dB)"},
+            score_name="psnr_hole",
             higher_is_better=True, score_per_step=means["psnr_hole"],
             metrics={name: name.startswith(("psnr", "ssim")) for name in means},
             tables={name: metric_table(values) for name, values in means.items()},

@@ -495,8 +495,9 @@ class VideoStyleTask(Task):
                     tables[f"{name}_loss"] = metric_table([(r + s) / 2 for r, s in zip(real[name], synthetic[name])])
                 rollouts = outputs
         return EvalResult(
-            task=self.name, protocol={**self.protocol(data["real"].shape[1], given), "steps": steps},
-            score_name="style-transfer loss (content + style + TV; lower is better)", higher_is_better=False,
+            task=self.name, protocol={**self.protocol(data["real"].shape[1], given), "steps": steps,
+                                      "score": "style-transfer loss (content + style + TV; lower is better)"},
+            score_name="total_loss", higher_is_better=False,
             score_per_step=tables["total_loss"]["per_step"], metrics={name: False for name in METRICS},
             tables=tables, timing={"seconds": round(time.perf_counter() - started, 1)},
             details={"n_real": int(len(data["real"])), "n_synthetic": int(len(data["synthetic"]))},
