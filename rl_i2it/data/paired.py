@@ -45,7 +45,8 @@ import torch.nn.functional as F
 from ..errors import UserError
 
 __all__ = ["PairedSet", "FACADE_PALETTE", "FACADE_CLASSES", "facades_synth", "facade_labels", "edges2photo",
-           "procedural_scenes", "edge_map", "load_pix2pix", "split_ab", "load_paired", "check_pairs", "check_dataset", "DATASETS"]
+           "procedural_scenes", "edge_map", "load_pix2pix", "split_ab", "load_paired", "check_pairs", "check_dataset",
+           "DATASETS"]
 
 DATASETS = ("edges2photo", "facades_synth", "pix2pix:PATH")
 _SPLITS = ("train", "test")
@@ -354,7 +355,8 @@ def load_paired(dataset: str, split: str, size: int, n: int, seed: int = 0, dire
 def check_dataset(dataset: str) -> None:
     """A one-line ``UserError`` unless ``dataset`` names a generated set or ``pix2pix:PATH`` (the folder itself is
     checked when it loads)."""
-    if dataset in ("edges2photo", "facades_synth") or (dataset.startswith("pix2pix:") and len(dataset) > len("pix2pix:")):
+    folder = dataset.startswith("pix2pix:") and len(dataset) > len("pix2pix:")
+    if dataset in ("edges2photo", "facades_synth") or folder:
         return
     raise UserError(f"unknown dataset {dataset!r}; use one of {', '.join(DATASETS)} (PATH: a folder with "
                     f"train/ and test/ of A|B images)")
