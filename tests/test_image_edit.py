@@ -123,7 +123,8 @@ def test_env_truncates_and_auto_resets():
     assert (env._state["steps"] == 0).all(), "finished episodes restart"
     assert not torch.equal(env.generator.get_state(), drawn)
     assert torch.equal(env.current, env.episode["source"])
-    assert torch.equal(env.last_index, first_index)
+    assert torch.equal(info["index"], first_index), "info names the episodes the step was taken in"
+    assert not torch.equal(env.episode["index"], first_index)
     with pytest.raises(ValueError, match="shape"):
         env.step(torch.zeros(5, 3, 4, 4))
 
@@ -137,10 +138,21 @@ def test_env_checkpoint_keeps_indices_and_resumes_exactly():
     assert "source" not in state["episodes"] and "target" not in state["episodes"], "episodes by reference"
     twin = make()
     twin.load_state_dict(state)
+    # a checkpoint written before the refactor: no host-side step count, a last_index entry
+    old = {**state, "last_index": state["episodes"]["index"].clone()}
+    del old["steps_since_start"]
+    old_twin = make()
+    old_twin.load_state_dict(old)
     action = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(2))
-    for a, b in zip(env.step(action)[:4], twin.step(action)[:4]):
-        assert torch.equal(a, b)
-    assert torch.equal(env.episode["target"], twin.episode["target"])
+    outputs = [e.step(action) for e in (env, twin, old_twin)]  # the episodes end here: fresh ones are drawn
+    for other in outputs[1:]:
+        for a, b in zip(outputs[0][:4], other[:4]):
+            assert torch.equal(a, b)
+        assert torch.equal(outputs[0][4]["index"], other[4]["index"])
+    assert outputs[0][3].all()
+    for other in (twin, old_twin):
+        assert torch.equal(env.episode["target"], other.episode["target"])
+        assert torch.equal(env.generator.get_state(), other.generator.get_state())
 
 
 def test_env_initial_callable_and_bad_arguments():
@@ -153,3 +165,28 @@ def test_env_initial_callable_and_bad_arguments():
         ImageEditEnv(Targets(), mae_score, 2, 1, reward_mode="sparse")
     with pytest.raises(UserError, match="num_envs"):
         ImageEditEnv(Targets(), mae_score, 0, 1)
+
+
+def test_env_with_a_threshold_replaces_rows_as_they_finish():
+    """With a score threshold rows end at different steps: each is replaced when it ends (terminated or timed
+    out), the others keep going."""
+    env = ImageEditEnv(Targets(), mae_score, num_envs=3, max_steps=2, auto_reset=True, score_threshold=-1e-6)
+    env.reset(seed=0)
+    action = torch.full((3, 3, 8, 8), 0.5)
+    action[0] = env.episode["target"][0].float() / 255  # row 0 reaches the target: terminates at step 1
+    first = env.episode["index"].clone()
+    _, _, terminated, truncated, info = env.step(action)
+    assert terminated.tolist() == [True, False, False] and not truncated.any()
+    assert env._state["steps"].tolist() == [0, 1, 1] and torch.equal(env.episode["index"][1:], first[1:])
+    _, _, terminated, truncated, info = env.step(torch.full((3, 3, 8, 8), 0.5))
+    assert truncated.tolist() == [False, True, True] and env._state["steps"].tolist() == [1, 0, 0]
+
+
+def test_evaluation_episodes_default_to_index_minus_one():
+    env = ImageEditEnv(Targets(), mae_score, num_envs=2, max_steps=2, auto_reset=False)
+    sampler = Targets()
+    obs = env.start_episodes({"source": sampler.sources[:2], "target": sampler.targets[:2]})
+    assert torch.equal(obs[:, :3], sampler.sources[:2]) and env.episode["index"].tolist() == [-1, -1]
+    *_, info = env.step(torch.full((2, 3, 8, 8), 0.5))
+    assert info["index"].tolist() == [-1, -1]
+    assert "source" in env.state_dict()["episodes"], "episodes not from the sampler are kept whole"

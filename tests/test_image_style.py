@@ -1,6 +1,6 @@
-"""Image style transfer: style images, the task's env and reward, replay, determinism, resume, the Johnson-style
+"""Image style transfer: style images, the task's env and reward, replay, the evaluation protocol, the Johnson-style
 baseline, the COCO script on generated files, and bad input. (Gram matrix, TV and the VGG19 reference activation:
-tests/test_perceptual.py.)"""
+tests/test_perceptual.py; seeded determinism and bit-exact resume: tests/test_task_contract.py.)"""
 import hashlib
 import io
 import json
@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from rl_i2it.baselines import train_one_step_baseline
+from rl_i2it.baselines.johnson import JohnsonPolicy
 from rl_i2it.config import make_config
 from rl_i2it.data.styles import PROCEDURAL_STYLES, STYLE_NAMES, as_rgb, style_image, style_images
 from rl_i2it.errors import DataError, UserError
@@ -35,15 +36,6 @@ TINY = dict(image_size=32, bank_size=24, content_layers=("relu2_1",), style_laye
 
 def tiny(**overrides):
     return make_config("image_style", "smoke", **{**TINY, **overrides})
-
-
-def parameters(trainer):
-    modules = (trainer.planner, trainer.actor, trainer.critic, trainer.critic_target)
-    return torch.cat([p.detach().flatten() for m in modules for p in m.parameters()])
-
-
-def without_time(rows):
-    return [{k: v for k, v in row.items() if k not in ("wall_time_s", "env_steps_per_s")} for row in rows]
 
 
 # ------------------------------------------------------------------------------------------- style images
@@ -150,42 +142,22 @@ def test_replay_holds_references_and_rebuilds_the_states():
 
 
 @needs_weights
-def test_two_runs_with_one_seed_are_bit_identical():
-    a, b = Trainer(tiny(seed=5), device="cpu"), Trainer(tiny(seed=5), device="cpu")
-    rows_a, rows_b = a.train(), b.train()
-    assert torch.equal(parameters(a), parameters(b))
-    assert without_time(rows_a) == without_time(rows_b)
-    assert rows_a[-1]["aux_style"] > 0 and rows_a[-1]["updates"] > 0
-    c = Trainer(tiny(seed=6), device="cpu")
-    c.train()
-    assert not torch.equal(parameters(a), parameters(c))
-
-
-@needs_weights
-def test_resume_is_bit_exact(tmp_path):
-    straight = Trainer(tiny(), run_dir=tmp_path / "straight", device="cpu")
-    straight.train()
-    first = Trainer(tiny(), run_dir=tmp_path / "split", device="cpu")
-    first.train(until_env_steps=48)
-    del first
-    second = Trainer(tiny(), run_dir=tmp_path / "split", device="cpu", if_exists="resume")
-    assert second.env_steps == 48
-    second.train()
-    assert torch.equal(parameters(straight), parameters(second))
-
-
-@needs_weights
 def test_evaluation_reports_every_loss_per_step():
     task = make_task(tiny(), "cpu")
-    results = task.evaluate(task.planner, task.actor, steps=2, n_images=3)
-    assert results["n_images"] == 3 and len(results["total_per_step"]) == 3
-    assert results["identity"]["content"] == 0.0 and results["identity"]["style"] > 0
-    for row in (results["identity"], results["final"]):
-        assert row["total"] == pytest.approx(row["content"] + row["style"] + row["tv"], rel=1e-5)
+    results = task.evaluate(task.policy(), steps=2, n_images=3)
+    tables = results.tables
+    assert results.details["n_images"] == 3 and len(tables["total"]["per_step"]) == 3
+    assert set(tables) == set(results.metrics) == {"content", "style", "tv", "total"}
+    assert not results.higher_is_better and not any(results.metrics.values())
+    assert tables["content"]["identity"] == 0.0 and tables["style"]["identity"] > 0
+    for which in ("identity", "final"):
+        assert tables["total"][which] == pytest.approx(
+            sum(tables[k][which] for k in ("content", "style", "tv")), rel=1e-5)
     assert results["_rollout"]["stylised"].shape == (3, 3, 3, 32, 32)
-    assert results["score_identity"] == results["total_per_step"][0]
-    again = task.evaluate(task.planner, task.actor, steps=2, n_images=3)
-    assert again["total_per_step"] == results["total_per_step"], "the protocol is deterministic"
+    assert results.score_per_step == tables["total"]["per_step"]
+    assert task.planner.training and task.actor.training, "evaluation restores the networks' mode"
+    again = task.evaluate(task.policy(), steps=2, n_images=3)
+    assert again.score_per_step == results.score_per_step, "the protocol is deterministic"
 
 
 @needs_weights
@@ -193,10 +165,13 @@ def test_johnson_baseline_trains_on_the_same_loss_at_a_matched_size():
     cfg = tiny()
     results = train_one_step_baseline(cfg, seconds=600, device="cpu", batch_size=4, max_iterations=3)
     base = results["baseline"]
-    assert base["iterations"] == 3 and results["protocol"]["steps"] == 1 and len(results["total_per_step"]) == 2
+    assert base["iterations"] == 3 and results.protocol["steps"] == 1 and len(results.score_per_step) == 2
     net = results["_networks"]["transformer"]
     assert isinstance(net, TransformerNet) and base["parameters"] == sum(p.numel() for p in net.parameters())
     assert base["width"] == width_for_parameters(base["policy_parameters"], cfg.baseline_blocks)
+    images = results["_rollout"]["images"]
+    again = make_task(cfg, "cpu").evaluate(JohnsonPolicy(net), steps=1, images=images)
+    assert again.score_per_step == results.score_per_step, "the same protocol on the same network as a Policy"
 
 
 def test_transformer_net_shapes_and_parameter_matching():
@@ -253,18 +228,25 @@ def test_fetch_coco_script_on_a_generated_archive(tmp_path):
     assert failed.returncode == 2 and "md5" in failed.stderr and failed.stderr.count("\n") == 1
 
 
+def test_bad_configs_fail_before_any_data_loads(tmp_path):
+    cases = [(dict(style="no-such-style"), "neither a style name"), (dict(image_size=30), "divisible"),
+             (dict(style_layers=("relu9_1",)), "unknown or missing VGG19 layers"),
+             (dict(style_layers=()), "unknown or missing VGG19 layers"),
+             (dict(style_size=8), "style size 8 is below 16"),
+             (dict(content_source=str(tmp_path / "missing")), "neither 'photos' nor a folder")]
+    for overrides, fragment in cases:
+        with pytest.raises(UserError, match=fragment) as error:
+            tiny(**overrides)  # make_config: no VGG19, style image or photo is read
+        assert "\n" not in str(error.value)
+
+
 @needs_weights
-def test_bad_configs_and_content_give_one_line_errors(tmp_path):
-    with pytest.raises(UserError, match="neither a style name"):
-        make_task(tiny(style="no-such-style"), "cpu")
-    with pytest.raises(UserError, match="divisible"):
-        make_task(tiny(image_size=30), "cpu")
-    with pytest.raises(UserError, match="unknown or missing VGG19 layers"):
-        make_task(tiny(style_layers=("relu9_1",)), "cpu")
-    with pytest.raises(UserError, match="neither 'photos' nor a folder"):
-        make_task(tiny(content_source=str(tmp_path / "missing")), "cpu")
+def test_bad_content_gives_one_line_errors():
     task = make_task(tiny(), "cpu")
+    policy = task.policy()
     with pytest.raises(UserError, match="content images are 16x16"):
-        task.evaluate(task.planner, task.actor, images=torch.zeros(2, 3, 16, 16, dtype=torch.uint8))
+        task.evaluate(policy, images=torch.zeros(2, 3, 16, 16, dtype=torch.uint8))
     with pytest.raises(UserError, match="channel"):
-        task.evaluate(task.planner, task.actor, images=torch.zeros(2, 1, 32, 32, dtype=torch.uint8))
+        task.evaluate(policy, images=torch.zeros(2, 1, 32, 32, dtype=torch.uint8))
+    with pytest.raises(UserError, match="steps must be >= 1"):
+        task.evaluate(policy, steps=0)

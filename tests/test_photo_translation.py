@@ -10,6 +10,7 @@ import torch
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 from rl_i2it.baselines import train_one_step_baseline
+from rl_i2it.baselines.pix2pix import Pix2PixPolicy
 from rl_i2it.config import make_config
 from rl_i2it.errors import UserError
 from rl_i2it.nn import perceptual
@@ -31,7 +32,7 @@ def tiny(**overrides):
 
 
 def parameters(trainer):
-    modules = (trainer.planner, trainer.actor, trainer.critic, trainer.critic_target, trainer.task.discriminator)
+    modules = (trainer.planner, trainer.actor, trainer.critic, trainer.critic_target, trainer.task.adversary.module)
     return torch.cat([p.detach().flatten() for m in modules for p in m.parameters()])
 
 
@@ -114,9 +115,9 @@ def test_missing_vgg_weights_skip_the_metric_with_a_warning(monkeypatch):
     monkeypatch.setattr(photo, "load_vgg19", unavailable)
     task = make_task(tiny(perceptual=True), "cpu")
     with pytest.warns(RuntimeWarning, match="VGG19 feature distance is skipped"):
-        results = task.evaluate(task.planner, task.actor, steps=1)
-    assert "vgg_distance" not in results["final"] and "skipped" in results["protocol"]["metrics"]
-    assert np.isfinite(results["final"]["psnr"])
+        results = task.evaluate(task.policy(), steps=1)
+    assert "vgg_distance" not in results.tables and "vgg_distance" not in results.metrics
+    assert "skipped" in results.protocol["metrics"] and np.isfinite(results.tables["psnr"]["final"])
 
 
 # ------------------------------------------------------------------------------------------- the learner
@@ -132,7 +133,8 @@ def test_conditional_discriminator_sees_the_source():
 
 def test_gan_phase_steps_the_discriminator_from_its_start():
     trainer = Trainer(tiny(gan_start_updates=3, total_env_steps=96), device="cpu")
-    disc = trainer.task.discriminator
+    disc = trainer.task.adversary.module
+    assert not trainer.task.adversary.active(2) and trainer.task.adversary.active(3)
     before = [p.detach().clone() for p in disc.parameters()]
     rows = trainer.train()
     steps = [state["step"].item() for state in trainer.optimisers["discriminator"].state.values()]
@@ -186,34 +188,47 @@ def test_pix2pix_baseline_trains_with_the_same_losses_and_is_evaluated_at_one_st
     assert results["baseline"]["iterations"] == 4 and "pix2pix" in results["baseline"]["kind"]
     disc = results["_networks"]["discriminator"]
     assert results["baseline"]["discriminator_parameters"] == sum(p.numel() for p in disc.parameters())
-    assert results["protocol"]["steps"] == 1 and len(results["per_step"]["psnr"]) == 2
+    assert results.protocol["steps"] == 1 and len(results.tables["psnr"]["per_step"]) == 2
     generator = results["_networks"]["generator"]
     assert results["baseline"]["parameters"] == sum(p.numel() for p in generator.parameters())
     assert results["_rollout"]["images"].shape == (2, 6, 3, 32, 32)
+    # the same protocol on the same generator as a Policy gives the same numbers
+    again = make_task(cfg, "cpu").evaluate(Pix2PixPolicy(generator), steps=1)
+    assert again.score_per_step == results.score_per_step
 
 
 def test_evaluation_protocol_reports_every_metric_per_step():
     task = make_task(tiny(), "cpu")
-    results = task.evaluate(task.planner, task.actor, steps=2, n_pairs=5)
-    assert results["n_pairs"] == 5 and all(len(v) == 3 for v in results["per_step"].values())
-    assert set(results["final"]) == {"psnr", "ssim", "l1"}
+    results = task.evaluate(task.policy(), steps=2, n_pairs=5)
+    assert results.details["n_pairs"] == 5 and all(len(t["per_step"]) == 3 for t in results.tables.values())
+    assert set(results.tables) == set(results.metrics) == {"psnr", "ssim", "l1"}
+    assert results.metrics == {"psnr": True, "ssim": True, "l1": False} and results.higher_is_better
     assert results["_rollout"]["images"].shape == (3, 5, 3, 32, 32)
     assert torch.all(results["_rollout"]["images"][0] == 128)
-    assert results["score_identity"] == results["identity"]["psnr"]
-    ms = photo.ms_per_image(photo.policy_act(task.planner, task.actor), task.env.reset()[:4], steps=2, repeats=1)
-    assert ms > 0
+    assert results.score_per_step == results.tables["psnr"]["per_step"]
+    images = results["_rollout"]["images"]
+    assert results.tables["l1"]["final"] == pytest.approx(
+        (images[-1].float() - results["_rollout"]["target"].float()).abs().mean().item() / 255, abs=1e-6)
+    assert task.planner.training and task.actor.training, "evaluation restores the networks' mode"
+    obs = task.env.reset()[:4]
+    assert photo.ms_per_image(task.policy(), obs, steps=2, repeats=1) > 0
+    assert photo.ms_per_image(Pix2PixPolicy(UNetGenerator((4, 8, 8))), obs, steps=1, repeats=1) > 0
 
 
 def test_bad_input_gives_one_line_errors():
     task = make_task(tiny(), "cpu")
     source = torch.zeros(2, 3, 32, 32, dtype=torch.uint8)
-    cases = [(lambda: task.evaluate(task.planner, task.actor, source=source,
+    policy = task.policy()
+    cases = [(lambda: task.evaluate(policy, source=source,
                                     target=torch.zeros(2, 3, 64, 64, dtype=torch.uint8)), "mismatched pair sizes"),
-             (lambda: task.evaluate(task.planner, task.actor, source=source), "both source and target"),
-             (lambda: make_task(tiny(initial="noise"), "cpu"), "unknown first image"),
-             (lambda: make_task(tiny(dataset="shoes"), "cpu"), "unknown dataset"),
-             (lambda: make_task(tiny(image_size=36), "cpu"), "divisible by 8"),
-             (lambda: task.evaluate(task.planner, task.actor, steps=0), "steps must be >= 1")]
+             (lambda: task.evaluate(policy, source=source), "both source and target"),
+             # config values fail in make_config, before any data loads
+             (lambda: tiny(initial="noise"), "unknown first image"),
+             (lambda: tiny(dataset="shoes"), "unknown dataset"),
+             (lambda: tiny(image_size=36), "divisible by 8"),
+             (lambda: tiny(disc_widths=(8, 8, 8, 8)), "too small for discriminator widths"),
+             (lambda: tiny(baseline_widths=(4, 8, 8, 8, 8, 8)), "for baseline widths"),
+             (lambda: task.evaluate(policy, steps=0), "steps must be >= 1")]
     for call, fragment in cases:
         with pytest.raises(UserError, match=fragment) as error:
             call()
@@ -234,7 +249,7 @@ def test_cli_train_eval_and_bench_with_the_dataset_flag(tmp_path):
                                 "--device", "cpu"], capture_output=True, text=True, timeout=300)
     assert evaluated.returncode == 0, evaluated.stderr
     results = json.loads(evaluated.stdout)
-    assert results["protocol"]["dataset"] == "edges2photo" and len(results["per_step"]["psnr"]) == 3
+    assert results["protocol"]["dataset"] == "edges2photo" and len(results["tables"]["psnr"]["per_step"]) == 3
     loop = ("batch_size", "num_envs", "total_env_steps", "bootstrap_env_steps", "replay_ratio", "log_every_env_steps")
     bench_sets = [item for item in sets if item.split("=")[1] not in loop]  # bench sets the loop itself
     bench = subprocess.run([sys.executable, "-m", "rl_i2it", "bench", "--task", "photo", "--preset", "smoke",

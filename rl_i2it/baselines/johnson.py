@@ -1,4 +1,73 @@
-"""TEMPORARY: moved here from tasks/image_style.py by the task-layer refactor."""
-from ..tasks.image_style import train_style_baseline
+"""The one-step baseline of image style: a Johnson-style feed-forward network on the task's own loss.
 
-__all__ = ["train_style_baseline"]
+======================================  ==========================================================
+name                                    what
+======================================  ==========================================================
+``JohnsonPolicy(net)``                  the network as a ``Policy``: one image from the content
+                                        photo alone (the observation's first three channels)
+``train_style_baseline(cfg, ...)``      trained for ``seconds`` (or ``max_iterations``), evaluated
+                                        with the task's protocol at T = 1 -> ``EvalResult``
+======================================  ==========================================================
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..evaluate import EvalResult
+from ..nn.transformer_net import TransformerNet, width_for_parameters
+from ..tasks.image_style import ImageStyleTask, StyleConfig
+
+__all__ = ["JohnsonPolicy", "train_style_baseline", "KIND"]
+
+KIND = "one-step feed-forward style network (Johnson et al.), same losses, no RL"
+
+
+class JohnsonPolicy:
+    """A feed-forward style network as a ``Policy``: ``net(content / 255)`` with the content photo uint8
+    ``(B, 3, S, S)`` (the observation's first three channels) -> an image ``(B, 3, S, S)`` in [0, 1]."""
+
+    def __init__(self, net: nn.Module):
+        self.net = net
+        self.modules = (net,)
+
+    def act(self, obs: torch.Tensor, hidden: Any = None) -> tuple[torch.Tensor, Any]:
+        return self.net(obs[:, :3].float() / 255.0), hidden
+
+
+def train_style_baseline(cfg: StyleConfig, seconds: float, device: torch.device, lr: float = 1e-3,
+                         batch_size: int | None = None, max_iterations: int | None = None) -> EvalResult:
+    """The one-step baseline: a Johnson-style ``TransformerNet`` with about the policy's (planner + actor)
+    parameters, trained on the same loss ``L`` of the same content crops for ``seconds`` of wall time (or
+    ``max_iterations``, whichever comes first), then the task's evaluation at T = 1.
+
+    ``details["baseline"]``: kind, iterations, seconds, batch_size, lr, parameters, width, policy_parameters;
+    ``artifacts["_networks"]``: ``{"transformer": net}``.
+    """
+    torch.manual_seed(cfg.seed)
+    task = ImageStyleTask(cfg, device)
+    policy_parameters = sum(p.numel() for m in (task.planner, task.actor) for p in m.parameters())
+    net = TransformerNet(width_for_parameters(policy_parameters, cfg.baseline_blocks), cfg.baseline_blocks).to(device)
+    optimiser = torch.optim.Adam(net.parameters(), lr=lr)
+    batch_size = batch_size or cfg.batch_size
+    generator = torch.Generator(device=device).manual_seed(cfg.seed + 2)
+    iterations, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds and (max_iterations is None or iterations < max_iterations):
+        index = torch.randint(0, task.bank.shape[0], (batch_size,), device=device, generator=generator)
+        content = task.bank[index]
+        loss = task.objective(net(content.float() / 255.0), content)["total"].mean()
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        iterations += 1
+    trained_for = time.perf_counter() - started
+    net.eval()
+    results = task.evaluate(JohnsonPolicy(net), steps=1)
+    results["baseline"] = {"kind": KIND, "iterations": iterations, "seconds": round(trained_for, 1),
+                           "batch_size": batch_size, "lr": lr, "parameters": sum(p.numel() for p in net.parameters()),
+                           "width": net.width, "policy_parameters": policy_parameters}
+    results["_networks"] = {"transformer": net}
+    return results

@@ -45,7 +45,8 @@ import torch.nn.functional as F
 from ..errors import UserError
 
 __all__ = ["PairedSet", "FACADE_PALETTE", "FACADE_CLASSES", "facades_synth", "facade_labels", "edges2photo",
-           "procedural_scenes", "edge_map", "load_pix2pix", "split_ab", "load_paired", "check_pairs", "DATASETS"]
+           "procedural_scenes", "edge_map", "load_pix2pix", "split_ab", "load_paired", "check_pairs", "check_dataset",
+           "DATASETS"]
 
 DATASETS = ("edges2photo", "facades_synth", "pix2pix:PATH")
 _SPLITS = ("train", "test")
@@ -343,11 +344,19 @@ def load_pix2pix(path: str | Path, split: str = "train", size: int = 64, directi
 def load_paired(dataset: str, split: str, size: int, n: int, seed: int = 0, direction: str = "auto") -> PairedSet:
     """The pairs of ``dataset`` (``edges2photo``, ``facades_synth`` or ``pix2pix:PATH``): ``n`` generated ones,
     or up to ``n`` of a pix2pix folder's (all of them for ``n=0``)."""
+    check_dataset(dataset)
     if dataset == "edges2photo":
         return edges2photo(n, size, split, seed)
     if dataset == "facades_synth":
         return facades_synth(n, size, split, seed)
-    if dataset.startswith("pix2pix:") and len(dataset) > len("pix2pix:"):
-        return load_pix2pix(dataset[len("pix2pix:"):], split, size, direction, max_images=n or None)
+    return load_pix2pix(dataset[len("pix2pix:"):], split, size, direction, max_images=n or None)
+
+
+def check_dataset(dataset: str) -> None:
+    """A one-line ``UserError`` unless ``dataset`` names a generated set or ``pix2pix:PATH`` (the folder itself is
+    checked when it loads)."""
+    folder = dataset.startswith("pix2pix:") and len(dataset) > len("pix2pix:")
+    if dataset in ("edges2photo", "facades_synth") or folder:
+        return
     raise UserError(f"unknown dataset {dataset!r}; use one of {', '.join(DATASETS)} (PATH: a folder with "
                     f"train/ and test/ of A|B images)")

@@ -58,7 +58,7 @@ from ..errors import UserError
 from . import photos
 
 __all__ = ["StyleSpec", "STYLES", "STYLE_NAMES", "PROCEDURAL_STYLES", "DEFAULT_STYLE", "MIN_STYLE_SIZE",
-           "style_image", "style_images", "as_rgb", "square_resize", "procedural_style"]
+           "style_image", "style_images", "check_style", "as_rgb", "square_resize", "procedural_style"]
 
 MIN_STYLE_SIZE = 16  #: px; a style image's shorter side must reach this (a Gram matrix of a few pixels is noise)
 DEFAULT_STYLE = "mosaic"
@@ -226,15 +226,20 @@ def style_image(name: str | Path, size: int) -> torch.Tensor:
     """uint8 ``(3, size, size)``: a style by name (see the table) or the path of an image file."""
     if size < MIN_STYLE_SIZE:
         raise UserError(f"style size {size} is below {MIN_STYLE_SIZE} px; use a larger image_size")
+    check_style(name)
     key = str(name)
     if key in _PROCEDURAL_TEXT:
         return procedural_style(key, size)
     if key in STYLES:
         return square_resize(as_rgb(_shipped_image(key), f"style image {key!r}"), size)
-    path = Path(key).expanduser()
-    if not path.is_file():
+    return square_resize(photos.load_image(Path(key).expanduser(), MIN_STYLE_SIZE), size)
+
+
+def check_style(name: str | Path) -> None:
+    """A one-line ``UserError`` unless ``name`` is a style name or an existing file (read when it loads)."""
+    key = str(name)
+    if key not in STYLES and not Path(key).expanduser().is_file():
         raise UserError(f"unknown style {key!r}: neither a style name ({', '.join(STYLE_NAMES)}) nor an image file")
-    return square_resize(photos.load_image(path, MIN_STYLE_SIZE), size)
 
 
 def style_images(names, size: int) -> torch.Tensor:

