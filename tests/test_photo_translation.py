@@ -243,7 +243,7 @@ def test_cli_train_eval_and_bench_with_the_dataset_flag(tmp_path):
                            capture_output=True, text=True, timeout=300)
     assert train.returncode == 0, train.stderr
     config = (run_dir / "config.yaml").read_text()
-    assert "PSNR (dB)" in train.stdout and "dataset: edges2photo" in config
+    assert "psnr" in train.stdout and "dataset: edges2photo" in config
     assert "total_env_steps: 192" in config and "num_envs: 8" in config  # --set is not undone by unset flags
     evaluated = subprocess.run([sys.executable, "-m", "rl_i2it", "eval", "--run-dir", str(run_dir), "--json",
                                 "--device", "cpu"], capture_output=True, text=True, timeout=300)
@@ -254,7 +254,7 @@ def test_cli_train_eval_and_bench_with_the_dataset_flag(tmp_path):
     bench_sets = [item for item in sets if item.split("=")[1] not in loop]  # bench sets the loop itself
     bench = subprocess.run([sys.executable, "-m", "rl_i2it", "bench", "--task", "photo", "--preset", "smoke",
                             "--dataset", "facades_synth", "--batch", "4", "--batch-size", "4", "--seconds", "0.2",
-                            "--device", "cpu", *bench_sets], capture_output=True, text=True, timeout=300)
+                            "--device", "cpu", "--json", *bench_sets], capture_output=True, text=True, timeout=300)
     assert bench.returncode == 0, bench.stderr
     row = json.loads(bench.stdout)
     assert row["task"] == "photo" and row["updates_per_s"] > 0 and "discriminator" in row["parameter_counts"]

@@ -34,6 +34,7 @@ def register_task(name: str, task_class: type[Task], config_class: type[TrainCon
 def make_task(cfg: TrainConfig, device: torch.device | str = "cpu") -> Task:
     if cfg.task not in TASKS:
         raise UserError(f"unknown task {cfg.task!r}; choose one of: {', '.join(sorted(TASKS))}")
+    cfg.validate()  # a config edited with dataclasses.replace is checked too, before any data loads
     return TASKS[cfg.task](cfg, torch.device(device))
 
 

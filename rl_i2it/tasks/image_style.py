@@ -319,8 +319,9 @@ class ImageStyleTask(WholeImageTask):
         episode = episode_of(images, self.objective)
         per_step = [{k: v.mean().item() for k, v in self.losses(frame, episode).items()} for frame in stylised]
         means = {k: [row[k] for row in per_step] for k in LOSS_TERMS}
-        return EvalResult(task=self.name, protocol=self.protocol(steps, len(images), given),
-                          score_name="style-transfer loss L (lower is better)", higher_is_better=False,
+        return EvalResult(task=self.name, protocol={**self.protocol(steps, len(images), given),
+                                                    "score": "style-transfer loss L (lower is better)"},
+                          score_name="total", higher_is_better=False,
                           score_per_step=means["total"], metrics={k: False for k in LOSS_TERMS},
                           tables={k: metric_table(v) for k, v in means.items()},
                           details={"n_images": int(len(images))},

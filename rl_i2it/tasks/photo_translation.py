@@ -361,7 +361,8 @@ class PhotoTranslationTask(WholeImageTask):
         images = torch.cat(chunks, 1)  # (T+1, N, 3, S, S)
         per_step = [translation_metrics(step_images, target, self.perceptual) for step_images in images]
         means = {name: [m[name].mean().item() for m in per_step] for name in per_step[0]}
-        return EvalResult(task=self.name, protocol=self.protocol(steps, len(source), given), score_name="PSNR (dB)",
+        return EvalResult(task=self.name, protocol={**self.protocol(steps, len(source), given), "score": "PSNR (dB)"},
+                          score_name="psnr",
                           higher_is_better=True, score_per_step=means["psnr"],
                           metrics={name: METRICS[name] for name in means},
                           tables={name: metric_table(values) for name, values in means.items()},
