@@ -8,16 +8,17 @@ pinned evaluation pairs from held-out slices (every ``held_out_every``-th) with 
 slices are neighbours of training slices, so they test new deformations and intensities far more than
 new anatomy: a second subject (Colin27, ``subject="colin27"``) is the real test.
 
-===================================  ============================================================
-member                               meaning
-===================================  ============================================================
-``BrainPairs``                       the training bank: ``sample(n, generator)`` -> pair dicts
-``BrainRegistrationTask.evaluate``   the pinned protocol of a ``Policy``: label Dice per step, per
-                                     label, NCC, folding, error to the true field (pixels)
-``evaluation_pairs(...)``            the held-out pairs (with ``true_flow``)
-``registration_report(pairs, flows)``  the protocol's metrics for any sequence of fields (used for
-                                     the policy, the one-step network and iterative optimisation)
-===================================  ============================================================
+========================================  ================================================================
+member                                    meaning
+========================================  ================================================================
+``BrainPairs``                            the training bank: ``sample(n, generator)`` -> pair dicts
+``BrainRegistrationTask.evaluate``        the pinned protocol of a ``Policy``: label Dice per step, per
+                                          label, NCC, folding, error to the true field (pixels)
+``BrainRegistrationTask.score_fields``    the same scores of any sequence of fields as an ``EvalResult``
+                                          (a policy's rollout; per-pair iterative optimisation)
+``evaluation_pairs(...)``                 the held-out pairs (with ``true_flow``)
+``registration_report(pairs, flows)``     the protocol's metrics of a sequence of fields, as a dict
+========================================  ================================================================
 """
 from __future__ import annotations
 
@@ -37,8 +38,8 @@ from ..policy import Policy, rollout
 from .base import evaluation_steps
 from .registration import RegistrationTask, check_registration
 
-__all__ = ["BrainConfig", "BrainRegistrationTask", "Brain3DTask", "BrainPairs", "evaluation_pairs", "registration_report",
-           "source_images", "check_pairs", "label_names", "EVAL_SEED"]
+__all__ = ["BrainConfig", "BrainRegistrationTask", "Brain3DTask", "BrainPairs", "evaluation_pairs",
+           "registration_report", "source_images", "check_pairs", "label_names", "EVAL_SEED"]
 
 
 @dataclass(frozen=True)
@@ -289,18 +290,25 @@ class BrainRegistrationTask(RegistrationTask):
         check_pairs(pairs, self.image_shape)
         pairs = {k: v.to(self.device) for k, v in pairs.items()}
         episode = self.rollout_pairs(policy, pairs, steps)
-        report = registration_report(pairs, episode.pop("flows"), self.label_names, cfg.ncc_window)
+        result = self.score_fields(pairs, episode.pop("flows"), self.protocol(steps, len(pairs["moving"])))
+        result.artifacts["_rollout"] = episode
+        result.timing["seconds"] = time.perf_counter() - started
+        return result
+
+    def score_fields(self, pairs: dict[str, torch.Tensor], flows: list[torch.Tensor], protocol: dict) -> EvalResult:
+        """The protocol's scores of accumulated fields ``flows[t]`` ``(B, N, *S)`` on ``pairs`` (t = 0: the
+        identity): what ``evaluate`` reports of a policy's rollout, and the chapter of per-pair iterative
+        optimisation (``[zero field, optimised field]``)."""
+        report = registration_report(pairs, flows, self.label_names, self.cfg.ncc_window)
         tables = {"dice": metric_table(report.pop("dice_per_step"))}
         metrics = {"dice": True, "ncc": True, "folding_fraction": False}
         if "field_error_per_step" in report:
             tables["field_error"] = metric_table(report.pop("field_error_per_step"))
             metrics["field_error"] = False
-        details = {k: v for k, v in report.items() if k not in ("dice_identity", "dice_final", "field_error_identity",
-                                                                "field_error_final")}
-        return EvalResult(task=self.name, protocol=self.protocol(steps, report["n_pairs"]), score_name="dice",
-                          higher_is_better=True, score_per_step=tables["dice"]["per_step"], metrics=metrics,
-                          tables=tables, timing={"seconds": time.perf_counter() - started}, details=details,
-                          artifacts={"_rollout": episode})
+        details = {k: v for k, v in report.items()
+                   if k not in ("dice_identity", "dice_final", "field_error_identity", "field_error_final")}
+        return EvalResult(task=self.name, protocol=protocol, score_name="dice", higher_is_better=True,
+                          score_per_step=tables["dice"]["per_step"], metrics=metrics, tables=tables, details=details)
 
 
 class Brain3DTask(BrainRegistrationTask):

@@ -140,7 +140,8 @@ class DigitsTask(RegistrationTask):
         elif given:
             pairs, labels = f"{n_pairs} given pairs", "as given"
         else:
-            pairs, labels = f"{n_pairs} test-split pairs, seed {EVAL_SEED}", "independent uniform draws (mostly cross-class)"
+            pairs = f"{n_pairs} test-split pairs, seed {EVAL_SEED}"
+            labels = "independent uniform draws (mostly cross-class)"
         return {
             "pairs": pairs,
             "pair_labels": labels,
