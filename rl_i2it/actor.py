@@ -31,27 +31,26 @@ class Actor(nn.Module):
     out_channels : action channels (N for an N-d flow, 3 for an RGB image)
     head : ``"flow"`` (bounded displacement, ``max_step * tanh``) or ``"image"`` (sigmoid)
     max_step : the largest displacement per step, in pixels, for ``head="flow"``
-    widths : decoder channels per level, coarse to fine as the planner's reversed (default: the same)
     use_skips : decode from the plan *and* the planner's skip features (the authors' U-Net), or from the
         plan alone (``False``), which forces every bit of the action through the plan
     """
 
     def __init__(self, planner: Planner, out_channels: int, head: str = "flow", max_step: float = 1.0,
-                 widths: tuple[int, ...] | None = None, norm: str = "none", use_skips: bool = True):
+                 use_skips: bool = True):
         super().__init__()
         if head not in ("flow", "image"):
             raise ValueError(f"unknown actor head {head!r}; use 'flow' or 'image'")
         ndim = planner.ndim
-        widths = tuple(widths or planner.widths)
+        widths = planner.widths  # the decoder mirrors the encoder level by level
         skip_channels = planner.skip_channels if use_skips else (0,) * len(planner.skip_channels)
         self.use_skips = use_skips
         self.head, self.max_step, self.plan_grid = head, float(max_step), planner.plan_grid
         self.plan_channels = planner.plan_channels
-        self.inlet = ConvBlock(ndim, planner.plan_channels, widths[-1], norm=norm)
+        self.inlet = ConvBlock(ndim, planner.plan_channels, widths[-1])
         ups = []
         channels = widths[-1]
         for level in range(len(widths) - 2, -1, -1):  # coarse -> fine
-            ups.append(ConvBlock(ndim, channels + skip_channels[level + 1], widths[level], norm=norm))
+            ups.append(ConvBlock(ndim, channels + skip_channels[level + 1], widths[level]))
             channels = widths[level]
         self.ups = nn.ModuleList(ups)
         self.out = conv(ndim, channels + skip_channels[0], out_channels)

@@ -7,7 +7,9 @@ call                        output                                      meaning
                             with event shape ``(P,)``                   ``P = plan_channels * prod(grid)``
                             ``skips``: list of ``(B, C_k, *S_k)``       encoder features, fine to coarse;
                                                                         ``skips[0]`` is the state itself
-                            ``hidden``: ``(B, C, *grid)`` or ``None``   recurrent state (video tasks)
+                            ``hidden``: as given (``None``)             passed through: the ``Policy``
+                                                                        convention (video's planner
+                                                                        returns its recurrent state)
 ``planner.plan_grid``       e.g. ``(7, 7)``                             the plan as a coarse map
 ==========================  ==========================================  ===============================
 
@@ -21,7 +23,7 @@ import torch
 from torch import nn
 from torch.distributions import Independent, Normal
 
-from .nn.blocks import ConvBlock, ConvGRUCell, conv
+from .nn.blocks import ConvBlock, conv
 
 __all__ = ["Planner", "as_float_image", "sample_plan", "LOG_STD_MIN", "LOG_STD_MAX"]
 
@@ -52,24 +54,22 @@ class Planner(nn.Module):
     image_shape : spatial size ``S``, each divisible by ``2 ** (len(widths) - 1)``
     widths : channels per resolution level; ``len(widths) - 1`` stride-2 downsamplings
     plan_channels : channels of the plan map; the plan has ``plan_channels * prod(grid)`` numbers
-    recurrent : add a ConvGRU at the bottleneck whose state is passed explicitly
     """
 
     def __init__(self, in_channels: int, image_shape: tuple[int, ...], widths: tuple[int, ...] = (16, 32, 32),
-                 plan_channels: int = 1, recurrent: bool = False, norm: str = "none"):
+                 plan_channels: int = 1):
         super().__init__()
         ndim = len(image_shape)
         factor = 2 ** (len(widths) - 1)
         if any(n % factor for n in image_shape):
             raise ValueError(f"image shape {image_shape} must be divisible by {factor} for widths {widths}")
         self.ndim, self.in_channels, self.image_shape = ndim, in_channels, tuple(image_shape)
-        self.widths, self.plan_channels, self.recurrent = tuple(widths), plan_channels, recurrent
+        self.widths, self.plan_channels = tuple(widths), plan_channels
         self.plan_grid = tuple(n // factor for n in image_shape)
         self.plan_dim = plan_channels * int(torch.tensor(self.plan_grid).prod())
-        levels = [ConvBlock(ndim, in_channels, widths[0], norm=norm)]
-        levels += [ConvBlock(ndim, widths[i - 1], widths[i], stride=2, norm=norm) for i in range(1, len(widths))]
+        levels = [ConvBlock(ndim, in_channels, widths[0])]
+        levels += [ConvBlock(ndim, widths[i - 1], widths[i], stride=2) for i in range(1, len(widths))]
         self.levels = nn.ModuleList(levels)
-        self.gru = ConvGRUCell(ndim, widths[-1], widths[-1]) if recurrent else None
         self.head = conv(ndim, widths[-1], 2 * plan_channels)
 
     @property
@@ -84,9 +84,6 @@ class Planner(nn.Module):
             x = level(x)
             skips.append(x)
         skips.pop()  # the bottleneck is not a skip: it reaches the actor only through the plan
-        if self.gru is not None:
-            hidden = self.gru(x, hidden)
-            x = hidden
         mu, log_std_raw = self.head(x).chunk(2, dim=1)
         # a smooth squash into [LOG_STD_MIN, LOG_STD_MAX] instead of a clamp, which has no gradient outside
         log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(log_std_raw) + 1)

@@ -16,9 +16,11 @@ import torch
 
 from .checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from .config import from_yaml
-from .errors import UserError
-from .tasks import Task, make_task
 from .device import resolve_device
+from .errors import UserError
+from .evaluate import EvalResult
+from .policy import PlannerPolicy
+from .tasks import Task, make_task
 
 __all__ = ["Pretrained", "load_pretrained", "available", "export_run", "CHECKPOINT_DIR"]
 
@@ -27,13 +29,20 @@ CHECKPOINT_DIR = Path(__file__).parent / "checkpoints"
 
 @dataclass
 class Pretrained:
+    """A committed policy: its task (config, env, data), planner and actor (eval mode), and provenance."""
+
     task: Task
     planner: torch.nn.Module
     actor: torch.nn.Module
     provenance: dict
 
-    def evaluate(self, **kwargs) -> dict:
-        return self.task.evaluate(self.planner, self.actor, **kwargs)
+    def policy(self) -> PlannerPolicy:
+        """The committed planner + actor as a ``Policy`` (plan mean)."""
+        return self.task.policy()
+
+    def evaluate(self, **options) -> EvalResult:
+        """The task's pinned protocol of the committed policy (``options`` as the task's ``evaluate``)."""
+        return self.task.evaluate(self.policy(), **options)
 
 
 def available() -> list[str]:
@@ -70,8 +79,8 @@ def export_run(run_dir: Path, name: str, note: str = "") -> Path:
         "env_steps": state["counters"]["env_steps"], "updates": state["counters"]["updates"],
         "train_wall_time_s": round(state["counters"]["wall_time"], 1), "versions": state["versions"],
         "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"), "note": note,
-        "eval": {k: v for k, v in json.loads(eval_path.read_text()).items() if k != "dice_per_step"}
-        if eval_path.exists() else None,
+        "eval": {k: v for k, v in json.loads(eval_path.read_text()).items()
+                 if not k.endswith("per_step") and k not in ("tables", "timing")} if eval_path.exists() else None,
     }
     atomic_write_text(path.with_suffix(".json"), json.dumps(provenance, indent=2, default=str))
     return path

@@ -241,8 +241,9 @@ def plan_explorer(planner, actor, state, components=None, values=(-2.0, 0.0, 2.0
     """
     import matplotlib.pyplot as plt
 
-    from .envs.registration import quantise
+    from .envs.common import quantise
     from .nn.functional import dice_score, warp
+    from .policy import eval_mode
 
     state = torch.as_tensor(state)
     if state.dim() == 3:
@@ -264,12 +265,9 @@ def plan_explorer(planner, actor, state, components=None, values=(-2.0, 0.0, 2.0
     bad = [c for c in components if not 0 <= c < plan_dim]
     if bad:
         raise ValueError(f"plan components {bad} are outside the plan's {plan_dim} numbers")
-    was_training = planner.training
-    planner.eval()
-    with torch.no_grad():
+    with torch.no_grad(), eval_mode(planner):
         dist, skips, _ = planner(state)
         base_plan = dist.mean.clone() if base == "mean" else torch.zeros_like(dist.mean)
-    planner.train(was_training)
     fixed_u8, moved_u8 = state[:, :1], state[:, 1:]
     moved = moved_u8.float() / 255.0
     dice_before = float(dice_score(moved_u8 > 0, fixed_u8 > 0)[0])
@@ -278,12 +276,9 @@ def plan_explorer(planner, actor, state, components=None, values=(-2.0, 0.0, 2.0
         plan = base_plan.clone()
         for c, v in offsets.items():
             plan[0, c] += float(v)
-        was_training = actor.training
-        actor.eval()
-        with torch.no_grad():
+        with torch.no_grad(), eval_mode(actor):
             flow = actor(plan, skips)
             warped = warp(moved, flow)
-        actor.train(was_training)
         dice_after = float(dice_score(quantise(warped) > 0, fixed_u8 > 0)[0])
         return flow[0].cpu(), warped[0].cpu(), dice_after
 

@@ -1,6 +1,8 @@
 """Brain MRI registration: shipped data, synthetic diffeomorphisms, the labelled env, the task, baselines."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -164,25 +166,43 @@ def test_brain2d_task_trains_and_evaluates(tmp_path):
     trainer.train()
     assert trainer.updates > 0
     results = trainer.evaluate()
-    assert len(results["dice_per_step"]) == 4 and len(results["field_error_per_step"]) == 4
-    assert results["dice_per_step"][0] == pytest.approx(results["dice_identity"])
+    assert results.score_name == "dice" and results.higher_is_better
+    assert len(results.score_per_step) == 4 and len(results.tables["field_error"]["per_step"]) == 4
+    assert results.score_per_step == results.tables["dice"]["per_step"] == results["dice_per_step"]
+    assert results.score_per_step[0] == pytest.approx(results["dice_identity"])
+    assert results.metrics == {"dice": True, "ncc": True, "folding_fraction": False, "field_error": False}
     assert set(results["dice_per_label"]) == {"grey matter", "white matter"}
     assert results["_rollout"]["moved"].shape == (4, 8, 1, 32, 32)
     assert 0 <= results["folding_fraction"] <= 1
+    assert "_rollout" not in json.dumps(results.to_json())
 
 
-def test_brain_training_is_deterministic(tmp_path):
-    from rl_i2it.train import Trainer
+class _ZeroFlow:
+    """A policy that never moves anything (any ``Policy`` can be evaluated)."""
 
-    cfg = make_config("brain2d", "smoke", image_size=32, bank_size=32, total_env_steps=160, num_envs=8,
-                      bootstrap_env_steps=64, batch_size=8, buffer_capacity=160, log_every_env_steps=80,
-                      checkpoint_every_env_steps=160)
-    runs = []
-    for name in ("a", "b"):
-        trainer = Trainer(cfg, run_dir=tmp_path / name, device="cpu")
-        trainer.train()
-        runs.append(torch.cat([p.flatten() for p in trainer.actor.parameters()]))
-    assert torch.equal(runs[0], runs[1])
+    modules = ()
+
+    def act(self, obs, hidden=None):
+        return torch.zeros(obs.shape[0], obs.dim() - 2, *obs.shape[2:]), hidden
+
+
+def test_brain_protocol_scores_any_policy():
+    task = make_task(make_config("brain2d", "smoke", image_size=32, bank_size=8, eval_pairs=4, eval_steps=2), "cpu")
+    results = task.evaluate(_ZeroFlow())
+    assert results.score_per_step == [results.score_identity] * 3  # the identity at every step
+    assert results.tables["field_error"]["final"] == pytest.approx(results.tables["field_error"]["identity"])
+    assert results["ncc_final"] == pytest.approx(results["ncc_identity"]) and results["folding_fraction"] == 0
+    assert results.protocol["steps"] == 2 and results["n_pairs"] == 4
+    with pytest.raises(UserError, match="evaluation steps must be >= 1"):
+        task.evaluate(_ZeroFlow(), steps=0)
+    # fields from elsewhere (iterative optimisation, here the true field) are scored by the same code
+    pairs = evaluation_pairs(task.cfg, 4)
+    fields = [torch.zeros_like(pairs["true_flow"]), pairs["true_flow"]]
+    scored = task.score_fields(pairs, fields, {"fields": "identity, true"})
+    report = registration_report(pairs, fields, task.label_names, task.cfg.ncc_window)
+    assert scored.score_identity == pytest.approx(results.score_identity)
+    assert scored.score_final == pytest.approx(report["dice_final"]) and scored.score_final > scored.score_identity
+    assert scored.tables["field_error"]["final"] == report["field_error_final"] < 1e-3  # at the true field, ~0
 
 
 def test_brain3d_builds_steps_and_updates(tmp_path):
@@ -222,8 +242,25 @@ def test_bad_pairs_and_sizes_get_clear_errors():
         check_pairs(dict(pairs, fixed_labels=torch.zeros_like(pairs["fixed_labels"])), (32, 32))
     with pytest.raises(UserError, match="lack"):
         check_pairs({"moving": pairs["moving"]}, (32, 32))
-    with pytest.raises(UserError, match="divisible"):
-        make_task(make_config("brain2d", "smoke", image_size=36), "cpu")
+
+
+@pytest.mark.parametrize("overrides, fragment", [
+    (dict(image_size=36), "image size 36 must be divisible by 8"),
+    (dict(z_range=(50,)), "z_range must be two slice indices"),
+    (dict(held_out_every=1), "held_out_every must be >= 2"),
+    (dict(subject="fred"), "unknown brain subject 'fred'"),
+    (dict(eval_steps=0), "eval_steps must be >= 1"),
+    (dict(max_step=0.0), "max_step"),
+])
+def test_bad_brain_configs_fail_before_any_data_loads(overrides, fragment, monkeypatch):
+    def no_data(*args, **kwargs):
+        raise AssertionError("data loaded before the config was checked")
+
+    monkeypatch.setattr("rl_i2it.tasks.brain_registration.load_subject", no_data)
+    with pytest.raises(UserError, match=fragment):
+        make_config("brain2d", "smoke", **overrides)
+    with pytest.raises(UserError, match="cube size 4 is too small"):
+        make_config("brain3d", "smoke", image_size=4, planner_widths=(4, 8, 8))
 
 
 def test_iterative_reference_beats_identity():
@@ -323,7 +360,7 @@ def test_cli_trains_evaluates_and_benchmarks_brain2d(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "eval: dice" in result.stdout
     evaluation = json.loads(cli("eval", "--run-dir", run_dir, "--json", "--steps", "3").stdout)
-    assert len(evaluation["dice_per_step"]) == 4 and "field_error_final" in evaluation
+    assert len(evaluation["dice_per_step"]) == 4 and len(evaluation["tables"]["field_error"]["per_step"]) == 4
     bench = cli("bench", "--task", "brain2d", "--preset", "smoke", "--batch", "4", "--batch-size", "4",
                 "--seconds", "0.2", *tiny)
     assert bench.returncode == 0, bench.stderr

@@ -53,8 +53,8 @@ def test_timeout_is_truncation_and_auto_reset_keeps_final_obs():
     assert not terminated.any() and truncated.all()
     # the final observation is the warped pair, the returned one a fresh episode at identity
     assert not torch.equal(info["final_obs"], obs)
-    assert torch.all(env._state["steps"] == 0) and torch.all(env.flow == 0)
-    assert torch.equal(obs[:, 1:], env._state["moving"])
+    assert torch.all(env.state["steps"] == 0) and torch.all(env.flow == 0)
+    assert torch.equal(obs[:, 1:], env.state["moving"])
 
 
 def test_termination_on_dice_threshold_gets_the_bonus():
@@ -65,17 +65,21 @@ def test_termination_on_dice_threshold_gets_the_bonus():
     assert torch.allclose(reward, torch.full((4,), 5.0))
 
 
-def test_absolute_reward_mode_is_the_authors():
+def test_absolute_reward_mode_is_the_authors_with_the_done_bonus():
     env = make_env(reward_mode="absolute", reward_scale=10.0)
     env.reset()
-    _, reward, _, _, info = env.step(torch.zeros(4, 2, 16, 16))
-    assert torch.allclose(reward, 10 * info["score"])
+    _, reward, terminated, _, info = env.step(torch.zeros(4, 2, 16, 16))
+    assert torch.allclose(reward, 10 * info["score"] + 1.0 * terminated.float())
+    finisher = make_env(reward_mode="absolute", reward_scale=10.0, dice_threshold=0.0, done_bonus=5.0)
+    finisher.reset()
+    _, reward, terminated, _, info = finisher.step(torch.zeros(4, 2, 16, 16))
+    assert terminated.all() and torch.allclose(reward, 10 * info["score"] + 5.0)  # the bonus in both modes now
 
 
 def test_the_right_flow_registers_the_square():
     env = make_env(num_envs=1, dice_threshold=0.99, auto_reset=False)
     moving, fixed = SquarePairs().sample(1, torch.Generator().manual_seed(3))
-    obs = env.reset_to(moving, fixed)
+    obs = env.start_episodes({"moving": moving, "fixed": fixed})
     dy, dx = [int(v) for v in (torch.nonzero(moving[0, 0]).float().mean(0) - torch.nonzero(fixed[0, 0]).float().mean(0))]
     flow = torch.zeros(1, 2, 16, 16)
     flow[:, 0], flow[:, 1] = dy, dx
@@ -94,11 +98,16 @@ def test_env_state_round_trip_continues_identically():
     assert all(torch.equal(a, b) for a, b in zip(first, second))
 
 
-def test_bad_action_shape_is_refused():
+def test_bad_action_shape_and_bad_pairs_are_refused():
     env = make_env()
     env.reset()
     with pytest.raises(ValueError, match="action must be a flow"):
         env.step(torch.zeros(4, 2, 8, 8))
+    moving, fixed = SquarePairs().sample(2, torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="pairs must be uint8"):
+        env.reset_to(moving.float(), fixed)
+    with pytest.raises(ValueError, match="pairs must be uint8"):
+        env.start_episodes({"moving": moving[:, :, :8], "fixed": fixed[:, :, :8]})
 
 
 def test_buffer_ring_and_sampling():

@@ -59,15 +59,13 @@ def test_no_batchnorm_anywhere():
     assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in modules)
 
 
-def test_recurrent_planner_passes_hidden_state_explicitly():
-    planner = Planner(3, (16, 16), widths=(8, 16), recurrent=True)
+def test_planner_passes_the_hidden_state_through():
+    planner = Planner(3, (16, 16), widths=(8, 16))  # feed-forward: the Policy convention's hidden is passed through
     state = torch.rand(2, 3, 16, 16)
-    _, _, h1 = planner(state)
-    assert h1.shape == (2, 16, 8, 8)
-    dist_a, _, h2 = planner(state, h1)
-    dist_b, _, _ = planner(state, None)
-    assert not torch.allclose(dist_a.mean, dist_b.mean)  # the hidden state matters
-    assert not hasattr(planner, "hidden")
+    assert planner(state)[2] is None
+    marker = torch.zeros(2, 16, 8, 8)
+    dist_a, _, hidden = planner(state, marker)
+    assert hidden is marker and torch.equal(dist_a.mean, planner(state)[0].mean)
 
 
 def test_target_critic_is_a_frozen_copy():

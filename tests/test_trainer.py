@@ -108,6 +108,46 @@ def test_bad_config_values_are_refused():
         make_config("digits", "fast")
     with pytest.raises(UserError, match="unknown task 'chess'"):
         make_config("chess")
+    # task-specific checks run in make_config, before any data loads
+    with pytest.raises(UserError, match="unknown MNIST source 'floppy'"):
+        tiny(data_source="floppy")
+    with pytest.raises(UserError, match="image size 28 must be divisible by 8"):
+        tiny(planner_widths=(4, 8, 8, 8))
+    with pytest.raises(UserError, match="ncc_window must be an odd number"):
+        tiny(ncc_window=8)
+
+
+class ZeroFlow:
+    """A policy that never moves anything: any ``Policy`` can be scored by the protocol."""
+
+    modules = ()
+
+    def act(self, obs, hidden=None):
+        return torch.zeros(obs.shape[0], 2, *obs.shape[2:]), hidden
+
+
+def test_digits_protocol_scores_any_policy_and_given_pairs(tmp_path):
+    import numpy as np
+
+    from rl_i2it.tasks import make_task
+
+    task = make_task(tiny(eval_pairs=4), "cpu")
+    results = task.evaluate(ZeroFlow(), steps=2)
+    assert results.score_per_step == [results.score_identity] * 3 and results.protocol["steps"] == 2
+    assert set(results.tables) == {"dice", "dice_strict", "dice_same_class"}
+    assert results.metrics == {"dice": True, "dice_strict": True, "dice_same_class": True, "folding_fraction": False}
+    assert results["n_pairs"] == 4 and results["folding_fraction"] == 0.0
+    assert results["_rollout"]["moved"].shape == (3, 4, 1, 28, 28)
+    digits = task.env.sampler.images[:2].cpu()
+    same = task.evaluate(ZeroFlow(), steps=1, pairs=(digits, digits))  # given pairs: no same-class table
+    assert same.score_per_step == [1.0, 1.0] and set(same.tables) == {"dice", "dice_strict"}
+    assert same.protocol["pairs"] == "2 given pairs"
+    path = tmp_path / "pairs.npz"
+    np.savez(path, moving=digits[:, 0].numpy(), fixed=digits[:, 0].numpy())
+    from_file = task.evaluate(ZeroFlow(), steps=1, pairs_file=path)
+    assert from_file.protocol["pairs"] == str(path) and from_file.score_per_step == [1.0, 1.0]
+    with pytest.raises(UserError, match="evaluation steps must be >= 1"):
+        task.evaluate(ZeroFlow(), steps=0)
 
 
 def test_a_directory_that_holds_no_run_is_never_deleted(tmp_path):

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..envs.registration import quantise
+from ..envs.common import quantise
 from ..nn.functional import compose_flow, integrate_velocity, warp, warp_labels
 
 __all__ = ["random_velocity", "random_intensity", "synthetic_pairs"]

@@ -1,6 +1,7 @@
 """Deformable registration as an episode: warp a moving image onto a fixed one, one small flow per step.
 
-B episodes step together on one device, torch only. The contract (DESIGN §3):
+B episodes step together on one device, torch only; the step itself is ``BatchedEnv``'s (envs/base.py). What
+registration adds:
 
 ==========================  ==================================================================
 call                        returns
@@ -9,17 +10,18 @@ call                        returns
 ``step(flow)``              ``obs, reward, terminated, truncated, info``; ``flow`` is
                             ``(B, N, *S)`` pixels; reward/terminated/truncated are ``(B,)``
 ``info["score"]``           ``(B,)`` Dice after this step (before any auto-reset)
-``info["final_obs"]``       ``(B, 2, *S)`` the observation this step produced, before auto-reset:
-                            what the buffer stores as s'
-``info["done"]``            ``(B,)`` terminated | truncated
-``info["initial_score"]``   ``(B,)`` Dice of the finished episode's pair before any step
+``start_episodes(pairs)``   start episodes on given pairs (``moving``, ``fixed`` uint8
+                            ``(B, 1, *S)``, and whatever the scorer needs): evaluation
+``reset_to(moving, fixed)`` the same, as two arguments (the chapters' hand-driven episodes)
+``flow``                    ``(B, N, *S)`` the accumulated displacement of the current episodes
+``transition(moving, flow,  the env's own transition (compose, then warp the original), which
+step_flow)``                the auxiliary loss reuses
 ==========================  ==================================================================
 
 The env composes each step's flow into one accumulated field and warps the *original* moving image with
 it, so interpolation blur does not build up over steps. Observations are quantised to uint8 by the env
-itself, so the policy acts on exactly what the buffer stores. Finished episodes are replaced in the same
-step (new pairs for every row are drawn and kept where an episode ended, so the step has no
-data-dependent shapes and no host synchronisation). A timeout is truncation, never termination.
+itself, so the policy acts on exactly what the buffer stores. An episode terminates when its Dice reaches
+``dice_threshold``; a timeout is truncation, never termination.
 """
 from __future__ import annotations
 
@@ -27,13 +29,15 @@ from typing import Protocol
 
 import torch
 
-from ..errors import UserError
 from ..nn.functional import compose_flow, dice_score, warp
+from .base import BatchedEnv
+from .common import quantise
 
-__all__ = ["RegistrationEnv", "PairSampler", "REWARD_MODES", "quantise", "replace_finished", "check_episode_settings",
-           "step_reward"]
+# TEMPORARY: the envs not yet ported (inpainting, image_edit, video_style) import these from here; remove this
+# line once they import ``envs.common`` (issue 15 merge)
+from .common import REWARD_MODES, check_episode_settings, replace_finished, step_reward  # noqa: E402,F401
 
-REWARD_MODES = ("improvement", "absolute")
+__all__ = ["RegistrationEnv", "PairSampler", "as_pair_dict"]
 
 
 class PairSampler(Protocol):
@@ -57,40 +61,7 @@ def as_pair_dict(pair) -> dict[str, torch.Tensor]:
     return {"moving": moving, "fixed": fixed}
 
 
-def replace_finished(state: dict[str, torch.Tensor], fresh: dict[str, torch.Tensor], done: torch.Tensor) -> None:
-    """Same-step auto-reset: every ``state`` tensor ``(B, ...)`` takes ``fresh``'s row where ``done`` ``(B,)``.
-
-    Selected with ``where``, so no data-dependent shapes and no host synchronisation.
-    """
-    for name, value in state.items():
-        mask = done.view(-1, *([1] * (value.dim() - 1)))
-        state[name] = torch.where(mask, fresh[name], value)
-
-
-def check_episode_settings(reward_mode: str, num_envs: int, max_steps: int) -> None:
-    """The settings every env shares: a one-line ``UserError`` for an unknown reward mode or a count below 1."""
-    if reward_mode not in REWARD_MODES:
-        raise UserError(f"unknown reward mode {reward_mode!r}; use one of {REWARD_MODES}")
-    if num_envs < 1:
-        raise UserError(f"num_envs must be >= 1; got {num_envs}")
-    if max_steps < 1:
-        raise UserError(f"max_steps (the episode length) must be >= 1; got {max_steps}")
-
-
-def step_reward(score: torch.Tensor, previous: torch.Tensor, terminated: torch.Tensor, mode: str, scale: float,
-                done_bonus: float) -> torch.Tensor:
-    """``(B,)`` rewards of the image envs: ``"improvement"``: ``scale * (score - previous) + done_bonus *
-    terminated``; ``"absolute"``: ``scale * score + done_bonus * terminated``."""
-    bonus = done_bonus * terminated.float()
-    return scale * (score - previous) + bonus if mode == "improvement" else scale * score + bonus
-
-
-def quantise(image: torch.Tensor) -> torch.Tensor:
-    """float [0, 1] -> uint8 0..255, rounded (the authors truncate, which darkens every step)."""
-    return image.mul(255.0).round_().clamp_(0, 255).to(torch.uint8)
-
-
-class RegistrationEnv:
+class RegistrationEnv(BatchedEnv):
     """Batched deformable registration.
 
     Parameters
@@ -99,7 +70,8 @@ class RegistrationEnv:
     num_envs : B, episodes stepped together
     max_steps : episode length; reaching it is truncation
     reward_mode : ``"improvement"``: ``reward_scale * (Dice_t - Dice_{t-1}) + done_bonus * terminated``;
-        ``"absolute"``: the authors' ``reward_scale * Dice_t`` every step (punishes finishing early)
+        ``"absolute"``: the authors' ``reward_scale * Dice_t`` (+ the done bonus) every step (punishes finishing
+        early)
     dice_threshold : the episode terminates once Dice reaches it
     mask_threshold : a pixel is foreground when its uint8 value is above this (0: the authors' ``> 0``)
     auto_reset : replace finished episodes in the same step (training); off for evaluation
@@ -109,30 +81,15 @@ class RegistrationEnv:
                  reward_scale: float = 10.0, done_bonus: float = 1.0, dice_threshold: float = 0.96,
                  mask_threshold: int = 0, auto_reset: bool = True, device: torch.device | str = "cpu",
                  seed: int = 0):
-        check_episode_settings(reward_mode, num_envs, max_steps)
-        self.sampler, self.num_envs, self.max_steps = sampler, int(num_envs), int(max_steps)
-        self.reward_mode, self.reward_scale, self.done_bonus = reward_mode, float(reward_scale), float(done_bonus)
+        super().__init__(num_envs, max_steps, reward_mode=reward_mode, reward_scale=reward_scale,
+                         done_bonus=done_bonus, score_threshold=dice_threshold, auto_reset=auto_reset, device=device,
+                         seed=seed)
+        self.sampler = sampler
         self.dice_threshold, self.mask_threshold = float(dice_threshold), int(mask_threshold)
-        self.auto_reset, self.device = auto_reset, torch.device(device)
         self.image_shape = tuple(sampler.image_shape)
         self.ndim = len(self.image_shape)
-        self.generator = torch.Generator(device=self.device)
-        self.generator.manual_seed(seed)
-        self._state: dict[str, torch.Tensor] = {}
 
-    # ------------------------------------------------------------------ episode state
-    def _start(self, pair: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        moving = pair["moving"]
-        batch = moving.shape[0]
-        state = {
-            **pair, "moved": moving.clone(),
-            "flow": torch.zeros(batch, self.ndim, *self.image_shape, device=self.device),
-            "steps": torch.zeros(batch, dtype=torch.long, device=self.device),
-        }
-        score = self.score_pairs(state, moving, state["flow"])
-        state.update(score=score, initial_score=score.clone())
-        return state
-
+    # ------------------------------------------------------------------ scoring
     def score(self, moved: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:
         """Dice of the foreground masks, ``(B,)``."""
         return dice_score(moved > self.mask_threshold, fixed > self.mask_threshold)
@@ -144,30 +101,49 @@ class RegistrationEnv:
         """
         return self.score(moved, state["fixed"])
 
+    # ------------------------------------------------------------------ BatchedEnv
+    def draw(self, n: int) -> dict[str, torch.Tensor]:
+        return as_pair_dict(self.sampler.sample(n, self.generator))
+
+    def start(self, episode: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        moving = episode["moving"]
+        flow = torch.zeros(moving.shape[0], self.ndim, *self.image_shape, device=self.device)
+        state = {**episode, "moved": moving.clone(), "flow": flow}
+        state["score"] = self.score_pairs(state, moving, flow)
+        return state
+
+    def advance(self, state: dict[str, torch.Tensor], action: torch.Tensor) -> dict[str, torch.Tensor]:
+        flow, moved_float = self.transition(state["moving"], state["flow"], action)
+        moved = quantise(moved_float)
+        return {"flow": flow, "moved": moved, "score": self.score_pairs(state, moved, flow)}
+
     def observation(self) -> torch.Tensor:
         return torch.cat([self._state["fixed"], self._state["moved"]], 1)
 
-    def reset(self, seed: int | None = None) -> torch.Tensor:
-        if seed is not None:
-            self.generator.manual_seed(seed)
-        self._state = self._start(as_pair_dict(self.sampler.sample(self.num_envs, self.generator)))
-        return self.observation()
+    def check_action(self, action: torch.Tensor) -> None:
+        expected = self._state["flow"].shape
+        if action.shape != expected:
+            raise ValueError(f"action must be a flow of shape {tuple(expected)}; got {tuple(action.shape)}")
 
-    def reset_to(self, moving: torch.Tensor, fixed: torch.Tensor, **extra: torch.Tensor) -> torch.Tensor:
-        """Start episodes on given pairs (uint8 ``(B, 1, *S)``, plus any extras the scorer needs)."""
+    def start_episodes(self, episode: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Start episodes on given pairs: ``moving`` and ``fixed`` uint8 ``(B, 1, *S)`` (plus any extras the
+        scorer needs, e.g. label maps)."""
+        moving, fixed = episode["moving"], episode["fixed"]
         if moving.shape != fixed.shape or moving.dtype != torch.uint8 or tuple(moving.shape[2:]) != self.image_shape:
             raise ValueError(f"pairs must be uint8 (B, 1, {self.image_shape}); got moving {tuple(moving.shape)} "
                              f"{moving.dtype}, fixed {tuple(fixed.shape)} {fixed.dtype}")
-        pair = {"moving": moving, "fixed": fixed, **extra}
-        self._state = self._start({k: v.to(self.device) for k, v in pair.items()})
-        return self.observation()
+        return super().start_episodes(episode)
 
+    def reset_to(self, moving: torch.Tensor, fixed: torch.Tensor, **extra: torch.Tensor) -> torch.Tensor:
+        """``start_episodes`` on ``moving`` and ``fixed`` (uint8 ``(B, 1, *S)``) and any extras."""
+        return self.start_episodes({"moving": moving, "fixed": fixed, **extra})
+
+    # ------------------------------------------------------------------ registration
     @property
     def flow(self) -> torch.Tensor:
         """The accumulated displacement ``(B, N, *S)`` of the current episodes."""
         return self._state["flow"]
 
-    # ------------------------------------------------------------------ transition
     def transition(self, moving: torch.Tensor, flow: torch.Tensor, step_flow: torch.Tensor):
         """The env's own transition, also used by the auxiliary loss: compose, then warp the original.
 
@@ -175,35 +151,3 @@ class RegistrationEnv:
         """
         total = compose_flow(flow, step_flow)
         return total, warp(moving.float() / 255.0, total)
-
-    def step(self, step_flow: torch.Tensor):
-        s = self._state
-        if step_flow.shape != s["flow"].shape:
-            raise ValueError(f"action must be a flow of shape {tuple(s['flow'].shape)}; got {tuple(step_flow.shape)}")
-        flow, moved_float = self.transition(s["moving"], s["flow"], step_flow.detach())
-        moved = quantise(moved_float)
-        score = self.score_pairs(s, moved, flow)
-        steps = s["steps"] + 1
-        terminated = score >= self.dice_threshold
-        truncated = (steps >= self.max_steps) & ~terminated
-        if self.reward_mode == "improvement":
-            reward = self.reward_scale * (score - s["score"]) + self.done_bonus * terminated.float()
-        else:
-            reward = self.reward_scale * score
-        s.update(flow=flow, moved=moved, steps=steps, score=score)
-        final_obs = self.observation()
-        done = terminated | truncated
-        info = {"score": score, "final_obs": final_obs, "done": done, "initial_score": s["initial_score"],
-                "steps": steps}
-        if not self.auto_reset:
-            return final_obs, reward, terminated, truncated, info
-        replace_finished(s, self._start(as_pair_dict(self.sampler.sample(self.num_envs, self.generator))), done)
-        return self.observation(), reward, terminated, truncated, info
-
-    # ------------------------------------------------------------------ checkpointing
-    def state_dict(self) -> dict:
-        return {"episodes": {k: v.clone() for k, v in self._state.items()}, "generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self._state = {k: v.to(self.device) for k, v in state["episodes"].items()}
-        self.generator.set_state(state["generator"])

@@ -19,22 +19,12 @@ def conv(ndim: int, in_channels: int, out_channels: int, kernel_size: int = 3, s
                bias=bias)
 
 
-def _norm(kind: str, channels: int) -> nn.Module:
-    if kind == "none":
-        return nn.Identity()
-    if kind == "group":
-        return nn.GroupNorm(min(8, channels), channels)
-    raise ValueError(f"unknown norm {kind!r}; use 'none' or 'group'")
-
-
 class ConvBlock(nn.Sequential):
-    """conv 3x3 (stride 1 or 2) -> norm -> LeakyReLU(0.2).  ``(B, in, *S)`` -> ``(B, out, *S / stride)``."""
+    """conv 3x3 (stride 1 or 2) -> LeakyReLU(0.2), no normalisation.  ``(B, in, *S)`` -> ``(B, out, *S / stride)``."""
 
-    def __init__(self, ndim: int, in_channels: int, out_channels: int, stride: int = 1, norm: str = "none",
-                 groups: int = 1):
+    def __init__(self, ndim: int, in_channels: int, out_channels: int, stride: int = 1, groups: int = 1):
         super().__init__(
             conv(ndim, in_channels, out_channels, 3, stride=stride, groups=groups),
-            _norm(norm, out_channels),
             nn.LeakyReLU(0.2, inplace=True),
         )
 

@@ -8,33 +8,38 @@ pinned evaluation pairs from held-out slices (every ``held_out_every``-th) with 
 slices are neighbours of training slices, so they test new deformations and intensities far more than
 new anatomy: a second subject (Colin27, ``subject="colin27"``) is the real test.
 
-===================================  ============================================================
-member                               meaning
-===================================  ============================================================
-``BrainPairs``                       the training bank: ``sample(n, generator)`` -> pair dicts
-``BrainRegistrationTask.evaluate``   the pinned protocol: label Dice per step, per label, NCC,
-                                     folding, error to the true field (pixels)
-``evaluation_pairs(...)``            the held-out pairs (with ``true_flow``)
-``registration_report(pairs, flows)``  the protocol's metrics for any sequence of fields (used for
-                                     the policy, the one-step network and iterative optimisation)
-===================================  ============================================================
+========================================  ================================================================
+member                                    meaning
+========================================  ================================================================
+``BrainPairs``                            the training bank: ``sample(n, generator)`` -> pair dicts
+``BrainRegistrationTask.evaluate``        the pinned protocol of a ``Policy``: label Dice per step, per
+                                          label, NCC, folding, error to the true field (pixels)
+``BrainRegistrationTask.score_fields``    the same scores of any sequence of fields as an ``EvalResult``
+                                          (a policy's rollout; per-pair iterative optimisation)
+``evaluation_pairs(...)``                 the held-out pairs (with ``true_flow``)
+``registration_report(pairs, flows)``     the protocol's metrics of a sequence of fields, as a dict
+========================================  ================================================================
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import torch
 
 from ..config import FAST_REGISTRATION, TrainConfig
-from ..data.brain import axial_slices, crop_cube, load_subject
+from ..data.brain import SUBJECTS, axial_slices, crop_cube, load_subject
 from ..data.deformations import synthetic_pairs
 from ..envs.labelled_registration import LabelledRegistrationEnv
 from ..errors import UserError
+from ..evaluate import EvalResult, metric_table
 from ..nn.functional import folding_fraction, label_dice, ncc, warp, warp_labels
-from .registration import RegistrationTask
+from ..policy import Policy, rollout
+from .base import evaluation_steps
+from .registration import RegistrationTask, check_registration
 
-__all__ = ["BrainConfig", "BrainRegistrationTask", "Brain3DTask", "BrainPairs", "evaluation_pairs", "registration_report",
-           "source_images", "check_pairs", "label_names", "EVAL_SEED"]
+__all__ = ["BrainConfig", "BrainRegistrationTask", "Brain3DTask", "BrainPairs", "evaluation_pairs",
+           "registration_report", "source_images", "check_pairs", "label_names", "EVAL_SEED"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,22 @@ class BrainConfig(TrainConfig):
     smooth_weight: float = 1.0
     eval_pairs: int = 128  #: held-out pairs of the pinned evaluation protocol
     eval_steps: int = 20  #: T, deterministic steps per evaluation episode
+
+    def validate(self) -> None:
+        super().validate()
+        self.check_divisible()
+        check_registration(self)
+        if self.subject not in SUBJECTS and not self.subject.startswith("prepared:"):
+            raise UserError(f"unknown brain subject {self.subject!r}; choose one of {', '.join(SUBJECTS)} or "
+                            f"prepared:<set>/<subject> (made by data_scripts/prepare_brain_volumes.py)")
+        if self.task == "brain3d":
+            if self.image_size < 8:
+                raise UserError(f"brain cube size {self.image_size} is too small; use at least 8 voxels")
+            return
+        if len(self.z_range) != 2:
+            raise UserError(f"z_range must be two slice indices (low, high); got {self.z_range}")
+        if self.held_out_every < 2:
+            raise UserError(f"held_out_every must be >= 2 (every k-th slice is held out); got {self.held_out_every}")
 
 
 _BRAIN_PRESETS: dict[str, dict] = {
@@ -116,10 +137,6 @@ def source_images(cfg: BrainConfig, split: str) -> tuple[torch.Tensor, torch.Ten
     volume = load_subject(cfg.subject)
     if cfg.task == "brain3d":
         return crop_cube(volume, cfg.image_size)
-    if len(cfg.z_range) != 2:
-        raise UserError(f"z_range must be two slice indices (low, high); got {cfg.z_range}")
-    if cfg.held_out_every < 2:
-        raise UserError(f"held_out_every must be >= 2 (every k-th slice is held out); got {cfg.held_out_every}")
     images, labels, z = axial_slices(volume, cfg.image_size, tuple(cfg.z_range))
     held_out = z % cfg.held_out_every == 0
     keep = held_out if split == "test" else ~held_out
@@ -228,9 +245,6 @@ class BrainRegistrationTask(RegistrationTask):
     name = "brain2d"
 
     def __init__(self, cfg: BrainConfig, device: torch.device):
-        if cfg.task == "brain2d" and cfg.image_size % 2 ** (len(cfg.planner_widths) - 1):
-            raise UserError(f"image_size {cfg.image_size} must be divisible by 2^{len(cfg.planner_widths) - 1} "
-                            f"(the planner's downsamplings); pick e.g. {64 if cfg.image_size < 96 else 128}")
         self.label_names = label_names(cfg)
         super().__init__(cfg, device, BrainPairs(cfg, device))
 
@@ -254,41 +268,47 @@ class BrainRegistrationTask(RegistrationTask):
             "field_error": "mean |flow - true flow| in pixels inside the fixed labels",
         }
 
-    @torch.no_grad()
-    def rollout(self, planner, actor, pairs: dict[str, torch.Tensor], steps: int, keep: int = 8) -> dict:
-        """Run the deterministic policy; returns the fields of every step and frames of the first ``keep``."""
-        was_training = planner.training, actor.training
-        planner.eval(), actor.eval()
+    def rollout_pairs(self, policy: Policy, pairs: dict[str, torch.Tensor], steps: int, keep: int = 8) -> dict:
+        """Run ``policy`` on ``pairs``; returns the fields of every step and frames of the first ``keep``."""
         env = self.make_env(self.env.sampler, len(pairs["moving"]), auto_reset=False)
-        extra = {k: pairs[k] for k in ("moving_labels", "fixed_labels")}
-        obs = env.reset_to(pairs["moving"], pairs["fixed"], **extra)
-        flows, frames = [env.flow.clone()], [obs[:keep, 1:].cpu()]
-        for _ in range(steps):
-            dist, skips, _ = planner(obs)
-            obs, *_ = env.step(actor(dist.mean, skips))
-            flows.append(env.flow.clone())
-            frames.append(obs[:keep, 1:].cpu())
-        planner.train(was_training[0]), actor.train(was_training[1])
-        return {"flows": flows, "moved": torch.stack(frames), "fixed": pairs["fixed"][:keep].cpu(),
-                "keep_flows": torch.stack([f[:keep].cpu() for f in flows])}
+        obs = env.start_episodes({k: pairs[k] for k in ("moving", "fixed", "moving_labels", "fixed_labels")})
+        records = rollout(env, policy, obs, steps, lambda env, obs: (env.flow.clone(), obs[:keep, 1:].cpu()))
+        flows = [flow for flow, _ in records]
+        return {"flows": flows, "moved": torch.stack([moved for _, moved in records]),
+                "fixed": pairs["fixed"][:keep].cpu(), "keep_flows": torch.stack([f[:keep].cpu() for f in flows])}
 
-    def evaluate(self, planner, actor, steps: int | None = None, n_pairs: int | None = None,
-                 pairs: dict | None = None, pairs_file=None) -> dict:
-        """The pinned protocol; ``pairs`` (a dict like ``evaluation_pairs``) replaces the held-out pairs."""
-        if pairs_file is not None:
-            raise UserError("--pairs files are for the digits task; brain pairs are generated "
-                            "(see rl_i2it.tasks.brain_registration.evaluation_pairs)")
+    def evaluate(self, policy: Policy, steps: int | None = None, n_pairs: int | None = None,
+                 pairs: dict | None = None) -> EvalResult:
+        """The pinned protocol of ``policy``: mean label Dice per step (the score), the error to the true field per
+        step (``field_error``, when the pairs carry ``true_flow``), NCC, folding and per-label Dice.
+        ``pairs`` (a dict like ``evaluation_pairs``) replaces the held-out pairs."""
         cfg = self.cfg
-        steps = steps or cfg.eval_steps
+        started = time.perf_counter()
+        steps = evaluation_steps(steps, cfg.eval_steps)
         if pairs is None:
             pairs = evaluation_pairs(cfg, n_pairs, self.device)
         check_pairs(pairs, self.image_shape)
         pairs = {k: v.to(self.device) for k, v in pairs.items()}
-        rollout = self.rollout(planner, actor, pairs, steps)
-        results = {"protocol": self.protocol(steps, len(pairs["moving"]))}
-        results.update(registration_report(pairs, rollout.pop("flows"), self.label_names, cfg.ncc_window))
-        results["_rollout"] = rollout
-        return results
+        episode = self.rollout_pairs(policy, pairs, steps)
+        result = self.score_fields(pairs, episode.pop("flows"), self.protocol(steps, len(pairs["moving"])))
+        result.artifacts["_rollout"] = episode
+        result.timing["seconds"] = time.perf_counter() - started
+        return result
+
+    def score_fields(self, pairs: dict[str, torch.Tensor], flows: list[torch.Tensor], protocol: dict) -> EvalResult:
+        """The protocol's scores of accumulated fields ``flows[t]`` ``(B, N, *S)`` on ``pairs`` (t = 0: the
+        identity): what ``evaluate`` reports of a policy's rollout, and the chapter of per-pair iterative
+        optimisation (``[zero field, optimised field]``)."""
+        report = registration_report(pairs, flows, self.label_names, self.cfg.ncc_window)
+        tables = {"dice": metric_table(report.pop("dice_per_step"))}
+        metrics = {"dice": True, "ncc": True, "folding_fraction": False}
+        if "field_error_per_step" in report:
+            tables["field_error"] = metric_table(report.pop("field_error_per_step"))
+            metrics["field_error"] = False
+        details = {k: v for k, v in report.items()
+                   if k not in ("dice_identity", "dice_final", "field_error_identity", "field_error_final")}
+        return EvalResult(task=self.name, protocol=protocol, score_name="dice", higher_is_better=True,
+                          score_per_step=tables["dice"]["per_step"], metrics=metrics, tables=tables, details=details)
 
 
 class Brain3DTask(BrainRegistrationTask):

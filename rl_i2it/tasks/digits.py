@@ -1,22 +1,25 @@
 """MNIST digit transformation (the paper's first task): deform one digit into another, step by step.
 
 Training pairs come from the train split, evaluation pairs from the test split. The pinned evaluation
-protocol (``DigitsTask.PROTOCOL``) is the authors': (moving, fixed) with independently drawn labels,
+protocol (``DigitsTask.evaluate``) is the authors': (moving, fixed) with independently drawn labels,
 a fixed seed, T deterministic steps, Dice of the masks ``> 0``; also a strict Dice (``> 127``, half
 intensity) and a same-class table.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from ..config import FAST_REGISTRATION, TrainConfig
-from ..data.mnist import load_mnist
+from ..data.mnist import SOURCES, load_mnist
 from ..errors import UserError
-from ..evaluate import registration_metrics, rollout_registration
-from .registration import RegistrationTask
+from ..evaluate import EvalResult, metric_table, registration_metrics, rollout_registration
+from ..policy import Policy
+from .base import evaluation_steps
+from .registration import RegistrationTask, check_registration
 
 __all__ = ["DigitsConfig", "DigitsTask", "DigitPairs", "evaluation_pairs", "load_pairs_file", "EVAL_SEED"]
 
@@ -35,6 +38,13 @@ class DigitsConfig(TrainConfig):
     smooth_weight: float = 1.0  #: weight of the flow smoothness term in the auxiliary loss
     eval_pairs: int = 200  #: test pairs of the pinned evaluation protocol
     eval_steps: int = 30  #: T, deterministic steps per evaluation episode
+
+    def validate(self) -> None:
+        super().validate()
+        self.check_divisible()
+        check_registration(self)
+        if self.data_source not in SOURCES:
+            raise UserError(f"unknown MNIST source {self.data_source!r}; choose one of: {', '.join(SOURCES)}")
 
 
 _DIGITS_PRESETS: dict[str, dict] = {
@@ -124,41 +134,57 @@ class DigitsTask(RegistrationTask):
         self.data_source = train.source
         super().__init__(cfg, device, DigitPairs(train.images.to(device)))
 
-    def protocol(self, steps: int | None = None, n_pairs: int | None = None, pairs_file=None) -> dict:
-        cfg = self.cfg
+    def protocol(self, steps: int, n_pairs: int, pairs_file=None, given: bool = False) -> dict:
+        if pairs_file:
+            pairs, labels = str(pairs_file), "as given"
+        elif given:
+            pairs, labels = f"{n_pairs} given pairs", "as given"
+        else:
+            pairs = f"{n_pairs} test-split pairs, seed {EVAL_SEED}"
+            labels = "independent uniform draws (mostly cross-class)"
         return {
-            "pairs": str(pairs_file) if pairs_file else f"{n_pairs or cfg.eval_pairs} test-split pairs, seed {EVAL_SEED}",
-            "pair_labels": "as given" if pairs_file else "independent uniform draws (mostly cross-class)",
-            "steps": steps or cfg.eval_steps,
+            "pairs": pairs,
+            "pair_labels": labels,
+            "steps": steps,
             "policy": "deterministic (plan mean)",
             "dice_mask": "> 0 (the authors')",
             "strict_dice_mask": "> 127 (half intensity)",
             "data_source": self.data_source,
         }
 
-    def evaluate(self, planner, actor, steps: int | None = None, n_pairs: int | None = None,
-                 pairs: tuple[torch.Tensor, torch.Tensor] | None = None, pairs_file=None) -> dict:
-        """The pinned protocol; ``pairs`` (uint8 ``(N, 1, 28, 28)`` each) replaces the test pairs."""
+    def evaluate(self, policy: Policy, steps: int | None = None, n_pairs: int | None = None,
+                 pairs: tuple[torch.Tensor, torch.Tensor] | None = None, pairs_file=None) -> EvalResult:
+        """The pinned protocol of ``policy``: ``n_pairs`` test pairs (default ``cfg.eval_pairs``), ``steps``
+        steps (default ``cfg.eval_steps``); Dice of masks ``> 0`` (the score), ``> 127`` (``dice_strict``) and on
+        same-class pairs (``dice_same_class``). ``pairs`` (uint8 ``(N, 1, 28, 28)`` each, e.g. from
+        ``load_pairs_file(pairs_file)``) replaces the test pairs (and drops the same-class table)."""
         cfg = self.cfg
-        steps = steps or cfg.eval_steps
+        started = time.perf_counter()
+        steps = evaluation_steps(steps, cfg.eval_steps)
         n_pairs = n_pairs or cfg.eval_pairs
-        results: dict = {"protocol": self.protocol(steps, n_pairs, pairs_file)}
 
         def run(moving, fixed):
             env = self.make_env(self.env.sampler, len(moving), auto_reset=False)
-            return rollout_registration(planner, actor, env, moving.to(self.device), fixed.to(self.device), steps)
+            return rollout_registration(policy, env, moving.to(self.device), fixed.to(self.device), steps)
 
-        if pairs is None:
+        if pairs is None and pairs_file is not None:
+            pairs = load_pairs_file(pairs_file)
+        given = pairs is not None
+        same = None
+        if not given:
             test = load_mnist("test", cfg.data_source)
             pairs = evaluation_pairs(test.images, test.labels, n_pairs)
-            same = run(*evaluation_pairs(test.images, test.labels, n_pairs, same_class=True))
-            results_same = registration_metrics(same, 0)
-        else:
-            results_same = None
+            same = registration_metrics(run(*evaluation_pairs(test.images, test.labels, n_pairs, same_class=True)), 0)
         rollout = run(*pairs)
-        results.update(registration_metrics(rollout, 0))
-        results["strict"] = registration_metrics(rollout, 127)
-        if results_same is not None:
-            results["same_class"] = results_same
-        results["_rollout"] = rollout
-        return results
+        main, strict = registration_metrics(rollout, 0), registration_metrics(rollout, 127)
+        tables = {"dice": metric_table(main["dice_per_step"]), "dice_strict": metric_table(strict["dice_per_step"])}
+        metrics = {"dice": True, "dice_strict": True, "folding_fraction": False}
+        details = {"folding_fraction": main["folding_fraction"], "n_pairs": main["n_pairs"]}
+        if same is not None:
+            tables["dice_same_class"] = metric_table(same["dice_per_step"])
+            metrics["dice_same_class"] = True
+            details["folding_fraction_same_class"] = same["folding_fraction"]
+        return EvalResult(task=self.name, protocol=self.protocol(steps, main["n_pairs"], pairs_file, given),
+                          score_name="dice", higher_is_better=True, score_per_step=main["dice_per_step"],
+                          metrics=metrics, tables=tables, timing={"seconds": time.perf_counter() - started},
+                          details=details, artifacts={"_rollout": rollout})
