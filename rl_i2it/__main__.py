@@ -149,7 +149,7 @@ def _cmd_train(args) -> int:
 def _cmd_eval(args) -> int:
     from .train import load_run
 
-    trainer = load_run(args.run_dir, device=args.device)
+    trainer = load_run(args.run_dir, device=args.device)  # read-only: no lock, the run's files stay as they are
     pairs = None
     if args.pairs:
         from .tasks.digits import load_pairs_file
@@ -222,6 +222,14 @@ def main(argv: list[str] | None = None) -> int:
             args.command](args)
     except UserError as error:
         print(f"rl_i2it: error: {error}", file=sys.stderr)
+        return 2
+    except (OSError, RuntimeError) as error:  # a path or disk failure no narrower handler named: still one line
+        from .rundir import find_os_error, os_error_to_user_error
+
+        cause = find_os_error(error)
+        if cause is None:
+            raise
+        print(f"rl_i2it: error: {os_error_to_user_error(cause, cause.filename or 'a file', 'use')}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("rl_i2it: interrupted; the last checkpoint is intact (resume with --if-exists resume)",
