@@ -77,8 +77,8 @@ def os_error_to_user_error(error: BaseException, path: str | Path, doing: str,
     """A one-line ``UserError`` for an OS failure while ``doing`` (e.g. ``"write"``) ``path``; None if none is in
     ``error``'s chain. ``fix`` replaces the generic advice (e.g. ``"pass another --run-dir"``).
 
-    >>> str(os_error_to_user_error(OSError(errno.ENOSPC, "No space left on device"), "runs/a/checkpoint.pt", "write"))
-    'cannot write runs/a/checkpoint.pt: no space left on the device; free space on that disk or use a directory on another disk'
+    >>> print(os_error_to_user_error(OSError(errno.EACCES, "Permission denied"), "/srv/run/checkpoint.pt", "write"))
+    cannot write /srv/run/checkpoint.pt: permission denied; use a directory you can write to
     """
     found = find_os_error(error)
     if found is None:

@@ -123,7 +123,8 @@ class Trainer:
         try:
             if run_dir.exists() and not run_dir.is_dir():
                 raise UserError(f"run directory {run_dir} is a file; pass another --run-dir")
-            if run_dir.is_dir() and if_exists != "resume" and not self._holds_run(run_dir) and _run_dir_entries(run_dir):
+            foreign = run_dir.is_dir() and not self._holds_run(run_dir) and _run_dir_entries(run_dir)
+            if foreign and if_exists != "resume":
                 raise self._refusal(if_exists, holds_run=False)
             run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as error:
@@ -339,7 +340,8 @@ class Trainer:
         for name in ("episode_score", "episode_initial_score", "episode_steps"):
             row[name] = s[name] / n_episodes if n_episodes else None
         # the reward summed since the last row (restored from a checkpoint after a resume) over the steps since it
-        row["reward_per_step"] = s["reward"] / max(1, (self.env_steps - self.last_log_env_steps) // self.task.env.num_envs)
+        steps_since_last_row = self.env_steps - self.last_log_env_steps
+        row["reward_per_step"] = s["reward"] / max(1, steps_since_last_row // self.task.env.num_envs)
         row["wall_time_s"] = round(self.wall_time, 3)
         row["env_steps_per_s"] = round(env_steps / seconds, 1) if seconds > 0 else None
         self.stats = self._zero_stats()

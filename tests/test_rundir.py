@@ -1,7 +1,6 @@
 """Run directories that survive anything (issue 16): the lock, exact logs after a resume, a torn log line,
 one-line path and disk errors, typed config values, leftover temp files, and a SIGKILL crash probe."""
 import errno
-import json
 import os
 import random
 import signal
@@ -120,13 +119,14 @@ def test_lock_is_reentrant_and_released_by_the_last_holder(tmp_path):
         with RunDirLock(tmp_path):
             pass
         assert first.path.read_text().split()[0] == str(os.getpid())
-        probe = subprocess.run([sys.executable, "-c", "import sys; from rl_i2it.rundir import RunDirLock; "
-                                "RunDirLock(sys.argv[1])", str(tmp_path)], capture_output=True, text=True, env=cli_env())
+        code = "import sys; from rl_i2it.rundir import RunDirLock; RunDirLock(sys.argv[1])"
+        probe = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True,
+                               env=cli_env())
         assert probe.returncode != 0 and f"in use by process {os.getpid()}" in probe.stderr
     RunDirLock(tmp_path).release()
 
 
-# ------------------------------------------------------------------------------------------ 2. the first row after a resume
+# ------------------------------------------------------------------------------------------ 2. the row after a resume
 class Crash(BaseException):
     """Stands for SIGKILL in-process: raised right after a checkpoint, mid log window."""
 
@@ -318,7 +318,8 @@ def crash_probe(tmp_path: Path, kills: int, seed: int) -> dict:
         break
     assert_same(torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True),
                 torch.load(checkpoint, weights_only=True))
-    assert rows_without_time(read_metrics_jsonl(run_dir)) == rows_without_time(read_metrics_jsonl(tmp_path / "straight"))
+    straight_rows = read_metrics_jsonl(tmp_path / "straight")
+    assert rows_without_time(read_metrics_jsonl(run_dir)) == rows_without_time(straight_rows)
     assert not list(run_dir.glob(".*.tmp"))
     return {"kills": killed, "starts": starts}
 
