@@ -27,8 +27,8 @@ from .buffer import ReplayBuffer
 from .checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from .config import TrainConfig, check_field_types, from_yaml, to_yaml
 from .errors import UserError
-from .rundir import LOCK_FILE, RunDirLock, os_error_to_user_error, read_metrics_jsonl, remove_leftover_temp_files
 from .planner import sample_plan
+from .rundir import LOCK_FILE, RunDirLock, os_error_to_user_error, read_metrics_jsonl, remove_leftover_temp_files
 from .tasks import make_task
 
 __all__ = ["Trainer", "load_run", "resolve_device", "IF_EXISTS"]
@@ -98,7 +98,7 @@ class Trainer:
         self.policy_generator = torch.Generator(device=self.device).manual_seed(cfg.seed + 2)
 
         self.env_steps = 0
-        self.last_log_env_steps = 0  # env_steps of the last log row: its reward_per_step divides by the steps since
+        self.last_log_env_steps = 0  # env_steps at the last log row: the next row averages the reward since then
         self.updates = 0
         self.update_credit = 0.0
         self.obs = t.env.reset(seed=cfg.seed)
@@ -405,13 +405,11 @@ class Trainer:
         self.stats = {k: v.to(self.device) for k, v in state["stats"].items()}
         if state["buffer"] is not None:
             self.buffer.load_state_dict(state["buffer"])
-        self.last_log_env_steps = counters.get("last_log_env_steps")
         if self.run_dir is not None:
             self._trim_metrics()
+        self.last_log_env_steps = counters.get("last_log_env_steps")
         if self.last_log_env_steps is None:  # a checkpoint older than this counter: the log's last row says it
-            rows = [row for row in read_metrics_jsonl(self.run_dir) if row["env_steps"] <= self.env_steps] \
-                if self.run_dir is not None else []
-            self.last_log_env_steps = rows[-1]["env_steps"] if rows else 0
+            self.last_log_env_steps = _last_logged_env_steps(self.run_dir, self.env_steps)
 
     def _trim_metrics(self) -> None:
         """Drop log rows written after the checkpoint (and a torn last line), so a resumed run's log has no duplicates
@@ -452,9 +450,14 @@ def load_run(run_dir: str | Path, device: str = "auto", writable: bool = False) 
     trainer = Trainer(cfg, run_dir=None, device=device)
     trainer._load_state(state)
     if "last_log_env_steps" not in state["counters"]:  # a checkpoint older than that counter: the log says it
-        rows = [row for row in read_metrics_jsonl(run_dir) if row["env_steps"] <= trainer.env_steps]
-        trainer.last_log_env_steps = rows[-1]["env_steps"] if rows else 0
+        trainer.last_log_env_steps = _last_logged_env_steps(run_dir, trainer.env_steps)
     return trainer
+
+
+def _last_logged_env_steps(run_dir: Path | None, env_steps: int) -> int:
+    """``env_steps`` of the last row of ``run_dir``'s log at or before ``env_steps``; 0 without one."""
+    rows = [row for row in read_metrics_jsonl(run_dir) if row["env_steps"] <= env_steps] if run_dir else []
+    return rows[-1]["env_steps"] if rows else 0
 
 
 def _run_dir_entries(run_dir: Path) -> list[str]:

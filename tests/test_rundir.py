@@ -134,7 +134,8 @@ class Crash(BaseException):
     """Stands for SIGKILL in-process: raised right after a checkpoint, mid log window."""
 
 
-def test_log_rows_after_a_resume_equal_an_uninterrupted_runs(tmp_path):
+@pytest.mark.parametrize("old_checkpoint", [False, True], ids=["checkpoint", "checkpoint-before-issue-16"])
+def test_log_rows_after_a_resume_equal_an_uninterrupted_runs(tmp_path, old_checkpoint):
     cfg = tiny(total_env_steps=384, log_every_env_steps=96, checkpoint_every_env_steps=64)
     straight = Trainer(cfg, run_dir=tmp_path / "straight")
     straight.train()
@@ -150,6 +151,10 @@ def test_log_rows_after_a_resume_equal_an_uninterrupted_runs(tmp_path):
     with pytest.raises(Crash):
         crashing.train()
     crashing.close()
+    if old_checkpoint:  # written before last_log_env_steps was a counter: the log's last row stands in
+        state = torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=True)
+        del state["counters"]["last_log_env_steps"]
+        torch.save(state, tmp_path / "split" / "checkpoint.pt")
     resumed = Trainer(cfg, run_dir=tmp_path / "split", if_exists="resume")
     assert resumed.env_steps == 128 and resumed.last_log_env_steps == 96
     resumed.train()
