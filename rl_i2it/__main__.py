@@ -214,7 +214,27 @@ def _cmd_sweep(args) -> int:
     return 0 if frame["status"].isin(["done", "skipped (finished)"]).all() else 1
 
 
+def _one_line_warnings() -> None:
+    """Our own warnings (a torn log line dropped on resume) as one line each, like the errors."""
+    import warnings
+
+    from .rundir import TornLogWarning
+
+    default = warnings.formatwarning
+    if getattr(default, "one_line", False):  # main() called again in this process
+        return
+
+    def format_warning(message, category, filename, lineno, line=None):
+        if issubclass(category, TornLogWarning):
+            return f"rl_i2it: warning: {message}\n"
+        return default(message, category, filename, lineno, line)
+
+    format_warning.one_line = True
+    warnings.formatwarning = format_warning
+
+
 def main(argv: list[str] | None = None) -> int:
+    _one_line_warnings()
     try:
         args = build_parser().parse_args(argv)
         return {"train": _cmd_train, "eval": _cmd_eval, "bench": _cmd_bench, "baseline": _cmd_baseline,
