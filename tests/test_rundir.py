@@ -136,7 +136,7 @@ class Crash(BaseException):
 
 @pytest.mark.parametrize("old_checkpoint", [False, True], ids=["checkpoint", "checkpoint-before-issue-16"])
 def test_log_rows_after_a_resume_equal_an_uninterrupted_runs(tmp_path, old_checkpoint):
-    cfg = tiny(total_env_steps=384, log_every_env_steps=96, checkpoint_every_env_steps=64)
+    cfg = tiny(total_env_steps=256, log_every_env_steps=96, checkpoint_every_env_steps=64)
     straight = Trainer(cfg, run_dir=tmp_path / "straight")
     straight.train()
     crashing = Trainer(cfg, run_dir=tmp_path / "split")
