@@ -240,7 +240,27 @@ def _cmd_gpu_check(args) -> int:
     return 0 if report["passed"] else 1
 
 
+def _one_line_warnings() -> None:
+    """Our own warnings (a torn log line dropped on resume) as one line each, like the errors."""
+    import warnings
+
+    from .rundir import TornLogWarning
+
+    default = warnings.formatwarning
+    if getattr(default, "one_line", False):  # main() called again in this process
+        return
+
+    def format_warning(message, category, filename, lineno, line=None):
+        if issubclass(category, TornLogWarning):
+            return f"rl_i2it: warning: {message}\n"
+        return default(message, category, filename, lineno, line)
+
+    format_warning.one_line = True
+    warnings.formatwarning = format_warning
+
+
 def main(argv: list[str] | None = None) -> int:
+    _one_line_warnings()
     try:
         args = build_parser().parse_args(argv)
         return {"train": _cmd_train, "eval": _cmd_eval, "bench": _cmd_bench, "baseline": _cmd_baseline,
@@ -248,6 +268,14 @@ def main(argv: list[str] | None = None) -> int:
             args.command](args)
     except UserError as error:
         print(f"rl_i2it: error: {error}", file=sys.stderr)
+        return 2
+    except (OSError, RuntimeError) as error:  # a path or disk failure no narrower handler named: still one line
+        from .rundir import find_os_error, os_error_to_user_error
+
+        cause = find_os_error(error)
+        if cause is None:
+            raise
+        print(f"rl_i2it: error: {os_error_to_user_error(cause, cause.filename or 'a file', 'use')}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("rl_i2it: interrupted; the last checkpoint is intact (resume with --if-exists resume)",

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from .errors import UserError
+from .rundir import os_error_to_user_error
 
 __all__ = ["save_checkpoint", "load_checkpoint", "library_versions", "atomic_write_text", "atomic_write"]
 
@@ -33,10 +34,13 @@ def library_versions() -> dict[str, str]:
 
 
 def _atomic(path: Path, write) -> None:
+    """Write through a temporary file, fsync, rename; an OS failure (a full disk, no permission) becomes a one-line
+    ``UserError`` naming ``path``, the temporary file is removed and the previous ``path`` stays intact."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
@@ -45,9 +49,13 @@ def _atomic(path: Path, write) -> None:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a run's files are as readable as any other file
         os.replace(tmp, path)  # atomic on POSIX: readers see the old file or the new one, never half of one
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as error:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        user_error = None if isinstance(error, UserError) else os_error_to_user_error(error, path, "write")
+        if user_error is not None:  # torch wraps a full disk in a RuntimeError: the OSError is in its context
+            previous = "; the previous version is intact" if path.exists() else ""
+            raise UserError(f"{user_error}{previous}") from None
         raise
 
 
@@ -72,6 +80,8 @@ def load_checkpoint(path: Path, map_location: torch.device | str = "cpu") -> dic
                         f"{path.parent}) or point --run-dir at a finished run")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
+    except OSError as error:  # unreadable (permissions), or an I/O error
+        raise os_error_to_user_error(error, path, "read") from None
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UserError(f"checkpoint {path} is truncated or corrupt ({first_line}); retrain with "

@@ -72,6 +72,7 @@ class TrainConfig:
     def validate(self) -> None:
         """A one-line ``UserError`` for a bad value; a task's config extends it with its own checks (called by
         ``make_config`` and ``from_dict`` before any data loads)."""
+        check_field_types(self)  # types first: the range checks below compare numbers
         checks = [
             (self.batch_size >= 1, f"batch size must be >= 1; got {self.batch_size}"),
             (self.num_envs >= 1, f"number of environments must be >= 1; got {self.num_envs}"),
@@ -195,3 +196,81 @@ def from_dict(values: dict) -> TrainConfig:
 
 def from_yaml(text: str) -> TrainConfig:
     return from_dict(yaml.safe_load(text))
+# ============================================================================ field types (issue 16)
+_LOWEST = {"log_every_env_steps": 1, "checkpoint_every_env_steps": 1}  # the loop divides by these
+
+
+def _type_name(annotation) -> str:
+    """``tuple[int, ...]`` -> ``"a list of int"``; ``float`` -> ``"a number"``."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            plural = {int: "integers", float: "numbers", str: "strings", bool: "true/false values"}
+            return f"a list of {plural.get(args[0], _type_name(args[0]))}"
+        return f"a list of {len(args)} values ({', '.join(_type_name(a) for a in args)})"
+    if origin is typing.Union or type(annotation).__name__ == "UnionType":
+        return " or ".join(_type_name(a) for a in args)
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    return {float: "a number", int: "an integer", bool: "true or false", str: "a string",
+            type(None): "null"}.get(annotation, getattr(annotation, "__name__", str(annotation)))
+
+
+def _has_type(value, annotation) -> bool:
+    """Whether ``value`` fits ``annotation``: an int fits ``float``, a bool fits only ``bool``; unknown kinds pass."""
+    import numbers
+
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if annotation is typing.Any:
+        return True
+    if origin is typing.Union or type(annotation).__name__ == "UnionType":
+        return any(_has_type(value, a) for a in args)
+    if origin is typing.Literal:
+        return value in args
+    if origin is tuple:
+        if not isinstance(value, tuple):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_has_type(v, args[0]) for v in value)
+        return len(args) == len(value) and all(_has_type(v, a) for v, a in zip(value, args))
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if annotation is type(None):
+        return value is None
+    if origin is not None:
+        return isinstance(value, origin)
+    return isinstance(value, annotation) if isinstance(annotation, type) else True
+
+
+def check_field_types(cfg: TrainConfig) -> TrainConfig:
+    """Refuse a field whose value is not of its declared type, or below its lowest allowed value; returns ``cfg``.
+
+    Run by ``validate`` (so by ``make_config``, ``from_dict`` / ``from_yaml``, the CLI's ``--set`` and a notebook's
+    papermill parameters) before anything is written. An int is a number; ``true`` is not an integer.
+
+    >>> make_config("digits", "smoke", seed="abc")
+    Traceback (most recent call last):
+    ...
+    rl_i2it.errors.UserError: config field seed must be an integer; got 'abc' (str)
+    """
+    hints = typing.get_type_hints(type(cfg))
+    for field in dataclasses.fields(cfg):
+        value, annotation = getattr(cfg, field.name), hints.get(field.name)
+        if annotation is not None and not _has_type(value, annotation):
+            hint = ""
+            if isinstance(value, str) and annotation in (float, int):
+                try:
+                    float(value)
+                    hint = f" (YAML reads {value} as text: write it with a dot and a signed exponent, e.g. 1.0e-3)"
+                except ValueError:
+                    pass
+            raise UserError(f"config field {field.name} must be {_type_name(annotation)}; got {value!r} "
+                            f"({type(value).__name__}){hint}")
+        lowest = _LOWEST.get(field.name)
+        if lowest is not None and value < lowest:
+            raise UserError(f"config field {field.name} must be >= {lowest}; got {value!r}")
+    return cfg

@@ -78,6 +78,7 @@ __all__ = ["SweepSpec", "Job", "load_spec", "parse_spec", "expand_jobs", "render
            "run_job", "run_sweep", "summary_frame", "to_markdown", "STATUS_FILE"]
 
 STATUS_FILE = "sweep_job.json"
+JOB_LOCK_FILE = ".sweep.lock"  # held by the sweep process running a job; the job's Trainer holds .lock
 KEYS = ("sweep", "notebook", "notebooks", "grid", "parameters", "run_dir", "resources", "retries", "timeout",
         "env", "metrics", "summary_dir")
 RESOURCE_KEYS = ("cpus", "gpus")
@@ -418,8 +419,30 @@ def run_job(job: Job, retries: int = 1, timeout: float | None = None, env: dict[
     """Execute one job with papermill (a fresh kernel per attempt) and record it; returns its status record.
 
     A dead kernel is retried up to ``retries`` times; an error raised in a cell ends the job as ``failed``.
-    ``env`` is set for the kernel (inherited by its process) and restored afterwards.
+    ``env`` is set for the kernel (inherited by its process) and restored afterwards. The job holds
+    ``<run_dir>/.sweep.lock`` while it runs (the notebook's Trainer takes ``.lock`` in its kernel): a second sweep
+    that reaches the same job gets ``failed`` with the holder's PID and writes nothing into its directory.
     """
+    from .rundir import RunDirBusy, RunDirLock, os_error_to_user_error, remove_leftover_temp_files
+
+    try:
+        job.run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise os_error_to_user_error(error, job.run_dir, "create the job's run directory",
+                                     "change the spec's run_dir") from None
+    try:
+        lock = RunDirLock(job.run_dir, name=JOB_LOCK_FILE)
+    except RunDirBusy as busy:
+        return {"job": job.name, "notebook": str(job.notebook), "parameters": job.parameters,
+                "fingerprint": job.fingerprint, "run_dir": str(job.run_dir), "status": "failed", "attempts": 0,
+                "error": str(busy), "duration_s": None, "wall_s": 0.0, "metrics": {}}
+    with lock:
+        remove_leftover_temp_files(job.run_dir, (STATUS_FILE,))
+        return _run_job_locked(job, retries, timeout, env, metrics, kernel_name)
+
+
+def _run_job_locked(job: Job, retries: int, timeout: float | None, env: dict[str, str] | None,
+                    metrics: list[str] | None, kernel_name: str) -> dict:
     import nbformat
     import papermill
     from nbclient.exceptions import DeadKernelError

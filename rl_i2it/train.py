@@ -8,12 +8,16 @@ on the device and are read once per log row.
 Run directory ``runs/<task>/<name>/``: ``config.yaml``, ``metrics.jsonl``, ``checkpoint.pt`` (atomic),
 ``eval.json`` and ``figures/``. ``if_exists``: ``error`` (refuse to touch an existing run), ``resume``
 (continue it exactly from its checkpoint; a finished run is reused), ``overwrite`` (start afresh).
+A Trainer with a run directory holds its lock (``.lock``, see ``rundir.py``) from before its first look at the
+directory until ``close()`` or the process ends: a second writer is refused at once. ``load_run`` opens a run
+read-only by default (no lock, nothing written), so evaluating a run that is still training is safe.
 """
 from __future__ import annotations
 
 import json
 import shutil
 import time
+import weakref
 from pathlib import Path
 
 import torch
@@ -21,11 +25,12 @@ import torch
 from . import sac
 from .buffer import ReplayBuffer
 from .checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
-from .config import TrainConfig, from_yaml, to_yaml
+from .config import TrainConfig, check_field_types, from_yaml, to_yaml
 from .device import resolve_device
 from .errors import UserError
 from .evaluate import EvalResult
 from .planner import sample_plan
+from .rundir import LOCK_FILE, RunDirLock, os_error_to_user_error, read_metrics_jsonl, remove_leftover_temp_files
 from .tasks import make_task
 from .tasks.base import adversary_update
 
@@ -34,6 +39,7 @@ __all__ = ["Trainer", "load_run", "IF_EXISTS"]
 IF_EXISTS = ("error", "resume", "overwrite")
 CHECKPOINT = "checkpoint.pt"
 RUN_FILES = ("config.yaml", "metrics.jsonl", "eval.json", CHECKPOINT, "figures")  # what a run owns in its dir
+ATOMIC_FILES = ("config.yaml", "metrics.jsonl", "eval.json", CHECKPOINT)  # written through .<name>.*.tmp files
 
 
 class Trainer:
@@ -78,6 +84,7 @@ class Trainer:
         self.policy_generator = torch.Generator(device=self.device).manual_seed(cfg.seed + 2)
 
         self.env_steps = 0
+        self.last_log_env_steps = 0  # env_steps at the last log row: the next row averages the reward since then
         self.updates = 0
         self.update_credit = 0.0
         self.obs = t.env.reset(seed=cfg.seed)
@@ -89,23 +96,57 @@ class Trainer:
             atomic_write_text(self.run_dir / "config.yaml", to_yaml(cfg))
 
     # ------------------------------------------------------------------ run directory
+    _unlock = None  # releases the run directory's lock; None without a run directory
+
     def _prepare_run_dir(self, cfg: TrainConfig, if_exists: str) -> dict | None:
-        """Create, refuse, clear or reopen the run directory; returns the checkpoint state to resume from."""
+        """Lock, then create, refuse, clear or reopen the run directory; returns the checkpoint state to resume from.
+
+        Every decision is taken under the lock, so two writers started together cannot both proceed; a directory
+        that holds no run is refused (for ``error``/``overwrite``) before a lock file is put into it.
+        """
+        check_field_types(cfg)  # a config built with dataclasses.replace skipped make_config's checks
         run_dir = self.run_dir
-        if run_dir.exists() and not run_dir.is_dir():
-            raise UserError(f"run directory {run_dir} is a file; pass another --run-dir")
-        if not run_dir.exists() or not any(run_dir.iterdir()):
+        try:
+            if run_dir.exists() and not run_dir.is_dir():
+                raise UserError(f"run directory {run_dir} is a file; pass another --run-dir")
+            foreign = run_dir.is_dir() and not self._holds_run(run_dir) and _run_dir_entries(run_dir)
+            if foreign and if_exists != "resume":
+                raise self._refusal(if_exists, holds_run=False)
             run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise os_error_to_user_error(error, run_dir, "create the run directory", "pass another --run-dir") from None
+        lock = RunDirLock(run_dir)
+        self._unlock = weakref.finalize(self, lock.release)
+        try:
+            return self._open_locked_run_dir(cfg, if_exists)
+        except BaseException as error:
+            self._unlock()  # a refused or failed start must not keep the directory locked (a notebook keeps tracebacks)
+            if isinstance(error, OSError):
+                raise os_error_to_user_error(error, run_dir, "prepare the run directory",
+                                             "pass another --run-dir") from None
+            raise
+
+    @staticmethod
+    def _holds_run(run_dir: Path) -> bool:
+        return (run_dir / CHECKPOINT).exists() or (run_dir / "config.yaml").exists()
+
+    def _refusal(self, if_exists: str, holds_run: bool) -> UserError:
+        if if_exists == "overwrite":
+            return UserError(f"run directory {self.run_dir} holds no run (no config.yaml or {CHECKPOINT}); refusing "
+                             f"to delete its files: pass another --run-dir")
+        what = "already holds a run" if holds_run else "exists and is not empty"
+        return UserError(f"run directory {self.run_dir} {what}; pass --if-exists resume to continue it or "
+                         f"--if-exists overwrite to replace it")
+
+    def _open_locked_run_dir(self, cfg: TrainConfig, if_exists: str) -> dict | None:
+        run_dir = self.run_dir
+        remove_leftover_temp_files(run_dir, ATOMIC_FILES)  # safe: we hold the lock, no live writer owns them
+        if not _run_dir_entries(run_dir):  # new, or only a lock file left by a start that crashed at once
             return None
         checkpoint = run_dir / CHECKPOINT
-        holds_run = checkpoint.exists() or (run_dir / "config.yaml").exists()
-        if if_exists == "error":
-            what = "already holds a run" if holds_run else "exists and is not empty"
-            raise UserError(f"run directory {run_dir} {what}; pass --if-exists resume to continue it or "
-                            f"--if-exists overwrite to replace it")
-        if if_exists == "overwrite" and not holds_run:
-            raise UserError(f"run directory {run_dir} holds no run (no config.yaml or {CHECKPOINT}); refusing to "
-                            f"delete its files: pass another --run-dir")
+        holds_run = self._holds_run(run_dir)
+        if if_exists == "error" or (if_exists == "overwrite" and not holds_run):
+            raise self._refusal(if_exists, holds_run)
         if if_exists == "overwrite" or not checkpoint.exists():
             # overwrite, or a start interrupted before its first checkpoint: remove the run's own files only
             for name in RUN_FILES:
@@ -124,6 +165,20 @@ class Trainer:
                             f"({', '.join(sorted(different))} differ); use another --run-dir or --if-exists overwrite")
         state["config"] = to_yaml(stored.__class__(**{**stored.__dict__, "total_env_steps": cfg.total_env_steps}))
         return state
+
+    def close(self) -> None:
+        """Release the run directory's lock (done anyway when the Trainer is garbage-collected or the process ends).
+
+        A closed Trainer must not train further into its run directory: another writer may have taken it.
+        """
+        if self._unlock is not None:
+            self._unlock()
+
+    def __enter__(self) -> "Trainer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     # ------------------------------------------------------------------ statistics (device-resident)
     def _zero_stats(self) -> dict[str, torch.Tensor]:
@@ -271,13 +326,21 @@ class Trainer:
         row["episodes"] = int(n_episodes)
         for name in ("episode_score", "episode_initial_score", "episode_steps"):
             row[name] = s[name] / n_episodes if n_episodes else None
-        row["reward_per_step"] = s["reward"] / max(1, env_steps // self.task.env.num_envs)
+        # the reward summed since the last row (restored from a checkpoint after a resume) over the steps since it
+        steps_since_last_row = self.env_steps - self.last_log_env_steps
+        row["reward_per_step"] = s["reward"] / max(1, steps_since_last_row // self.task.env.num_envs)
         row["wall_time_s"] = round(self.wall_time, 3)
         row["env_steps_per_s"] = round(env_steps / seconds, 1) if seconds > 0 else None
         self.stats = self._zero_stats()
+        self.last_log_env_steps = self.env_steps
         if self.run_dir is not None:
-            with open(self.run_dir / "metrics.jsonl", "a") as handle:
-                handle.write(json.dumps(row) + "\n")
+            path = self.run_dir / "metrics.jsonl"
+            try:
+                with open(path, "a") as handle:
+                    handle.write(json.dumps(row) + "\n")
+            except OSError as error:  # a cut-off row is dropped on resume, the checkpoint before it is intact
+                raise UserError(f"{os_error_to_user_error(error, path, 'append a row to')}; the last checkpoint is "
+                                f"intact: resume with --if-exists resume once that is fixed") from None
         return row
 
     # ------------------------------------------------------------------ checkpoints
@@ -293,15 +356,20 @@ class Trainer:
             "env": self.task.env.state_dict(),
             "obs": self.obs.clone(),
             "counters": {"env_steps": self.env_steps, "updates": self.updates, "update_credit": self.update_credit,
-                         "wall_time": self.wall_time},
+                         "wall_time": self.wall_time, "last_log_env_steps": self.last_log_env_steps},
             "stats": {k: v.clone() for k, v in self.stats.items()},
             "buffer": self.buffer.state_dict() if self.cfg.save_buffer else None,
             "parameter_counts": self.task.parameter_counts(),
         }
 
     def save(self) -> Path:
+        """Write ``checkpoint.pt`` atomically; a failed write (a full disk) leaves the previous one in place."""
         path = self.run_dir / CHECKPOINT
-        save_checkpoint(path, self.state_dict())
+        try:
+            save_checkpoint(path, self.state_dict())
+        except UserError as error:
+            resumable = "; resume from it with --if-exists resume once that is fixed" if path.exists() else ""
+            raise UserError(f"{error}{resumable}") from None
         return path
 
     def _load_state(self, state: dict) -> None:
@@ -321,16 +389,22 @@ class Trainer:
         self.stats = {k: v.to(self.device) for k, v in state["stats"].items()}
         if state["buffer"] is not None:
             self.buffer.load_state_dict(state["buffer"])
-        self._trim_metrics()
+        if self.run_dir is not None:
+            self._trim_metrics()
+        self.last_log_env_steps = counters.get("last_log_env_steps")
+        if self.last_log_env_steps is None:  # a checkpoint older than this counter: the log's last row says it
+            self.last_log_env_steps = _last_logged_env_steps(self.run_dir, self.env_steps)
 
     def _trim_metrics(self) -> None:
-        """Drop log rows written after the checkpoint, so a resumed run's log has no duplicates."""
+        """Drop log rows written after the checkpoint (and a torn last line), so a resumed run's log has no duplicates
+        and its next row starts on a line of its own. Rewrites the file only when that changes it."""
         path = self.run_dir / "metrics.jsonl"
         if not path.exists():
             return
-        rows = [line for line in path.read_text().splitlines()
-                if line.strip() and json.loads(line)["env_steps"] <= self.env_steps]
-        atomic_write_text(path, "".join(row + "\n" for row in rows))
+        rows = [row for row in read_metrics_jsonl(path) if row["env_steps"] <= self.env_steps]
+        text = "".join(json.dumps(row) + "\n" for row in rows)
+        if path.read_text(errors="replace") != text:
+            atomic_write_text(path, text)
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, **options) -> EvalResult:
@@ -342,12 +416,38 @@ class Trainer:
         return self.env_steps >= self.cfg.total_env_steps
 
 
-def load_run(run_dir: str | Path, device: str = "auto") -> Trainer:
-    """Open a finished or interrupted run for evaluation (or further training)."""
+def load_run(run_dir: str | Path, device: str = "auto", writable: bool = False) -> Trainer:
+    """Open a finished or interrupted run for evaluation (or further training).
+
+    Read-only by default: no lock is taken and nothing in ``run_dir`` is written or rewritten, so a run that is
+    still training (or belongs to someone else) can be evaluated; the returned Trainer has ``run_dir=None`` and
+    trains, if asked, in memory only. ``writable=True`` continues the run in place (``if_exists="resume"``),
+    taking its lock.
+    """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"run directory {run_dir} does not exist; train first with "
                         f"python -m rl_i2it train --run-dir {run_dir}")
     state = load_checkpoint(run_dir / CHECKPOINT, map_location=resolve_device(device))
     cfg = from_yaml(state["config"])
-    return Trainer(cfg, run_dir=run_dir, device=device, if_exists="resume")
+    if writable:
+        return Trainer(cfg, run_dir=run_dir, device=device, if_exists="resume")
+    trainer = Trainer(cfg, run_dir=None, device=device)
+    trainer._load_state(state)
+    if "last_log_env_steps" not in state["counters"]:  # a checkpoint older than that counter: the log says it
+        trainer.last_log_env_steps = _last_logged_env_steps(run_dir, trainer.env_steps)
+    return trainer
+
+
+def _last_logged_env_steps(run_dir: Path | None, env_steps: int) -> int:
+    """``env_steps`` of the last row of ``run_dir``'s log at or before ``env_steps``; 0 without one."""
+    rows = [row for row in read_metrics_jsonl(run_dir) if row["env_steps"] <= env_steps] if run_dir else []
+    return rows[-1]["env_steps"] if rows else 0
+
+
+def _run_dir_entries(run_dir: Path) -> list[str]:
+    """What ``run_dir`` holds, a lock file and atomic writes' leftovers aside (they do not make it a run)."""
+    def ignored(name: str) -> bool:
+        return name == LOCK_FILE or any(name.startswith(f".{own}.") and name.endswith(".tmp") for own in ATOMIC_FILES)
+
+    return [p.name for p in run_dir.iterdir() if not ignored(p.name)]

@@ -33,10 +33,6 @@ from ..nn.functional import compose_flow, dice_score, warp
 from .base import BatchedEnv
 from .common import quantise
 
-# TEMPORARY: the envs not yet ported (inpainting, image_edit, video_style) import these from here; remove this
-# line once they import ``envs.common`` (issue 15 merge)
-from .common import REWARD_MODES, check_episode_settings, replace_finished, step_reward  # noqa: E402,F401
-
 __all__ = ["RegistrationEnv", "PairSampler", "as_pair_dict"]
 
 

@@ -185,11 +185,3 @@ class WholeImageTask(Task):
         return {"index": info["index"], "current": obs[:, -3:], "next_current": next_obs[:, -3:], "plan": plan,
                 "reward": reward, "terminated": terminated}
 
-
-def check_planner_size(image_size: int, planner_widths: tuple[int, ...], at_least: int = 1) -> None:
-    """TEMPORARY (removed once every task checks in its config's ``validate``): see
-    ``TrainConfig.check_divisible``."""
-    halvings = 2 ** (len(planner_widths) - 1)
-    if image_size % halvings or image_size % at_least:
-        raise UserError(f"image size {image_size} must be divisible by {max(halvings, at_least)} for planner widths "
-                        f"{planner_widths}; change image_size or use fewer levels")
