@@ -32,8 +32,12 @@ EVAL_KEYS = ("task", "protocol", "score_name", "higher_is_better", "score_identi
              "metrics", "tables", "timing", "comparisons", "details")
 
 
-def metric_table(per_step: list[float]) -> dict:
-    """``{"identity", "final", "per_step"}`` of one metric's per-step means (step 0 = identity)."""
+def metric_table(per_step: list[float] | None = None, identity: float | None = None,
+                 final: float | None = None) -> dict:
+    """``{"identity", "final", "per_step"}`` of one metric's per-step means (step 0 = identity), or of a metric
+    measured only at the first state and the end (``per_step`` None)."""
+    if per_step is None:
+        return {"identity": identity, "final": final, "per_step": None}
     return {"identity": per_step[0], "final": per_step[-1], "per_step": list(per_step)}
 
 

@@ -191,7 +191,8 @@ def test_brain_protocol_scores_any_policy():
     results = task.evaluate(_ZeroFlow())
     assert results.score_per_step == [results.score_identity] * 3  # the identity at every step
     assert results.tables["field_error"]["final"] == pytest.approx(results.tables["field_error"]["identity"])
-    assert results["ncc_final"] == pytest.approx(results["ncc_identity"]) and results["folding_fraction"] == 0
+    assert results.tables["ncc"]["final"] == pytest.approx(results.tables["ncc"]["identity"])
+    assert results.tables["folding_fraction"]["final"] == 0 and results["folding_fraction"] == 0
     assert results.protocol["steps"] == 2 and results["n_pairs"] == 4
     with pytest.raises(UserError, match="evaluation steps must be >= 1"):
         task.evaluate(_ZeroFlow(), steps=0)
@@ -362,7 +363,7 @@ def test_cli_trains_evaluates_and_benchmarks_brain2d(tmp_path):
     evaluation = json.loads(cli("eval", "--run-dir", run_dir, "--json", "--steps", "3").stdout)
     assert len(evaluation["dice_per_step"]) == 4 and len(evaluation["tables"]["field_error"]["per_step"]) == 4
     bench = cli("bench", "--task", "brain2d", "--preset", "smoke", "--batch", "4", "--batch-size", "4",
-                "--seconds", "0.2", *tiny)
+                "--seconds", "0.2", "--json", *tiny)
     assert bench.returncode == 0, bench.stderr
     report = json.loads(bench.stdout)
     assert report["task"] == "brain2d" and report["replay_bytes_per_transition"] == 3 * 32 * 32 + 4 * 8 * 8 + 4 + 1  # uint8 images, 8x8 plan

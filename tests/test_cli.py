@@ -43,9 +43,11 @@ def test_eval_json_has_the_pinned_keys(trained_run):
     result = cli("eval", "--run-dir", trained_run, "--json", "--steps", "4")
     assert result.returncode == 0, result.stderr
     results = json.loads(result.stdout)
-    for block in (results, results["strict"], results["same_class"]):
-        assert {"dice_identity", "dice_final", "dice_per_step", "folding_fraction"} <= set(block)
-        assert len(block["dice_per_step"]) == 5
+    assert {"dice_identity", "dice_final", "dice_per_step"} <= set(results)
+    assert len(results["dice_per_step"]) == 5
+    for name in ("dice", "dice_strict", "dice_same_class"):
+        assert len(results["tables"][name]["per_step"]) == 5
+    assert {"folding_fraction", "folding_fraction_same_class"} <= set(results["details"])
     assert results["protocol"]["steps"] == 4 and "seed" in results["protocol"]["pairs"]
 
 
@@ -57,7 +59,7 @@ def test_eval_on_a_users_pairs(trained_run, tmp_path):
     result = cli("eval", "--run-dir", trained_run, "--pairs", pairs, "--json", "--steps", "2")
     assert result.returncode == 0, result.stderr
     results = json.loads(result.stdout)
-    assert results["n_pairs"] == 3 and "same_class" not in results
+    assert results["details"]["n_pairs"] == 3 and "dice_same_class" not in results["tables"]
 
 
 def bad_pairs(tmp_path):

@@ -171,7 +171,9 @@ def test_evaluation_is_one_result_type(task_name):
     assert isinstance(out["higher_is_better"], bool)
     assert out["metrics"] and all(isinstance(v, bool) for v in out["metrics"].values())
     assert result.score_name in out["metrics"]
-    for name in out["metrics"]:
-        assert set(out["tables"][name]) >= {"identity", "final", "per_step"}
+    for name in out["metrics"]:  # every metric has a table; per step where it is measured at every step
+        table = out["tables"][name]
+        assert set(table) >= {"identity", "final", "per_step"} and table["final"] is not None
+        assert table["per_step"] is None or len(table["per_step"]) == 3
     if task_name in ("digits", "brain2d", "brain3d"):
         assert out["dice_final"] == out["score_final"] and result.score_name == "dice"

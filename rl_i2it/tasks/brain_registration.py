@@ -300,7 +300,9 @@ class BrainRegistrationTask(RegistrationTask):
         identity): what ``evaluate`` reports of a policy's rollout, and the chapter of per-pair iterative
         optimisation (``[zero field, optimised field]``)."""
         report = registration_report(pairs, flows, self.label_names, self.cfg.ncc_window)
-        tables = {"dice": metric_table(report.pop("dice_per_step"))}
+        tables = {"dice": metric_table(report.pop("dice_per_step")),
+                  "ncc": metric_table(identity=report.pop("ncc_identity"), final=report.pop("ncc_final")),
+                  "folding_fraction": metric_table(identity=0.0, final=report["folding_fraction"])}  # no field: no fold
         metrics = {"dice": True, "ncc": True, "folding_fraction": False}
         if "field_error_per_step" in report:
             tables["field_error"] = metric_table(report.pop("field_error_per_step"))

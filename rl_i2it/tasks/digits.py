@@ -177,7 +177,8 @@ class DigitsTask(RegistrationTask):
             same = registration_metrics(run(*evaluation_pairs(test.images, test.labels, n_pairs, same_class=True)), 0)
         rollout = run(*pairs)
         main, strict = registration_metrics(rollout, 0), registration_metrics(rollout, 127)
-        tables = {"dice": metric_table(main["dice_per_step"]), "dice_strict": metric_table(strict["dice_per_step"])}
+        tables = {"dice": metric_table(main["dice_per_step"]), "dice_strict": metric_table(strict["dice_per_step"]),
+                  "folding_fraction": metric_table(identity=0.0, final=main["folding_fraction"])}  # identity: no field
         metrics = {"dice": True, "dice_strict": True, "folding_fraction": False}
         details = {"folding_fraction": main["folding_fraction"], "n_pairs": main["n_pairs"]}
         if same is not None:
