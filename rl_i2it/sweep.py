@@ -32,7 +32,7 @@ Keys (all but ``grid`` and one of ``notebook``/``notebooks`` are optional):
 ``retries``     int >= 0, how many times a job whose kernel died is executed again (default 1)
 ``timeout``     seconds one cell may run (default: no limit)
 ``env``         environment variables for the jobs' kernels (``{OMP_NUM_THREADS: 1}``)
-``metrics``     names (dotted for nested: ``same_class.dice_final``) read from each job's ``eval.json`` for
+``metrics``     names (dotted for nested: ``tables.dice_same_class.final``) read from each job's ``eval.json`` for
                 the summary; default: its top-level numbers
 ``summary_dir`` where ``summary.csv`` and ``summary.md`` go; default ``<runs root>/sweeps/<sweep>``
 ==============  =========================================================================================
