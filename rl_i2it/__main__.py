@@ -34,6 +34,12 @@ def _settable(parser: argparse.ArgumentParser) -> None:
                                                         "(the same as --set dataset=...)")
 
 
+def _amp(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--amp", default=None, choices=("off", "bf16"),
+                        help="bf16: the networks' forward passes under bfloat16 autocast (meant for a GPU; the same as "
+                             "--set amp=bf16; default: the config's, off)")
+
+
 def _overrides(items: list[str]) -> dict:
     """``["image_size=64", "widths=[8,16]"]`` -> ``{"image_size": 64, "widths": (8, 16)}``."""
     import yaml
@@ -56,6 +62,8 @@ def _settings(args) -> dict:
     values = _overrides(args.set)
     if getattr(args, "dataset", None):
         values["dataset"] = args.dataset
+    if getattr(args, "amp", None):
+        values["amp"] = args.amp
     return values
 
 
@@ -76,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-eval", action="store_true", help="skip the evaluation after training")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     _settable(train)
+    _amp(train)
     _common(train)
 
     evaluate = sub.add_parser("eval", help="evaluate a run with the task's pinned protocol")
@@ -101,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "the comparison with them stays like for like)")
     bench.add_argument("--json", action="store_true", help="print one JSON object (default: one line per figure)")
     _settable(bench)
+    _amp(bench)
     _common(bench)
 
     baseline = sub.add_parser("baseline", help="train and evaluate the one-step (no RL) baseline")

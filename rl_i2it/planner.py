@@ -84,7 +84,7 @@ class Planner(nn.Module):
             x = level(x)
             skips.append(x)
         skips.pop()  # the bottleneck is not a skip: it reaches the actor only through the plan
-        mu, log_std_raw = self.head(x).chunk(2, dim=1)
+        mu, log_std_raw = self.head(x).float().chunk(2, dim=1)  # float32 plans, also under bf16 autocast
         # a smooth squash into [LOG_STD_MIN, LOG_STD_MAX] instead of a clamp, which has no gradient outside
         log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(log_std_raw) + 1)
         dist = Independent(Normal(mu.flatten(1), log_std.flatten(1).exp()), 1)

@@ -191,13 +191,19 @@ class Trainer:
     def alpha(self) -> torch.Tensor:
         return self.log_alpha.detach().exp()
 
+    def _autocast(self):
+        """bfloat16 autocast of the forward passes when ``cfg.amp == "bf16"`` (plans, Q values, actions and losses
+        come out in float32 where they meet the SAC losses); a no-op otherwise."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.amp == "bf16")
+
     # ------------------------------------------------------------------ collect
     @torch.no_grad()
-    def collect(self, random_plan: bool = False) -> None:
+    def collect(self) -> None:
         """One batched env step with plans sampled from the planner; the transitions go to the buffer."""
-        dist, skips, _ = self.planner(self.obs)
-        plan = sample_plan(dist, self.policy_generator)
-        action = self.actor(plan, skips)
+        with self._autocast():
+            dist, skips, _ = self.planner(self.obs)
+            plan = sample_plan(dist, self.policy_generator)
+            action = self.actor(plan, skips).float()
         next_obs, reward, terminated, truncated, info = self.task.env.step(action)
         self.buffer.add(self.task.pack(self.obs, plan, reward, terminated, info["final_obs"], info))
         done = info["done"].float()
@@ -217,24 +223,26 @@ class Trainer:
         batch = self.task.unpack(self.buffer.sample(cfg.batch_size, self.replay_generator))
         obs, alpha = batch["obs"], self.alpha
 
-        with torch.no_grad():
+        with torch.no_grad(), self._autocast():
             next_dist, _, _ = self.planner(batch["next_obs"])
             next_plan = sample_plan(next_dist, self.policy_generator)
             next_q1, next_q2 = self.critic_target(batch["next_obs"], next_plan)
-            target = sac.td_target(batch["reward"], batch["terminated"], next_q1, next_q2,
+            target = sac.td_target(batch["reward"], batch["terminated"], next_q1.float(), next_q2.float(),
                                    next_dist.log_prob(next_plan), alpha, cfg.gamma)
-        q1, q2 = self.critic(obs, batch["plan"])
-        critic_loss = sac.critic_loss(q1, q2, target)
+        with self._autocast():
+            q1, q2 = self.critic(obs, batch["plan"])
+        critic_loss = sac.critic_loss(q1.float(), q2.float(), target)
         self._step([opt["critic"]], critic_loss, self.critic.parameters())
 
-        dist, skips, _ = self.planner(obs)
-        plan = sample_plan(dist, self.policy_generator)  # reparameterised: gradients reach the planner
+        with self._autocast():
+            dist, skips, _ = self.planner(obs)
+            plan = sample_plan(dist, self.policy_generator)  # reparameterised: gradients reach the planner
+            action = self.actor(plan, skips).float()
+            # the adversary (a discriminator) first, on this update's actions detached; then the auxiliary loss
+            adversary_logs = adversary_update(self.task, batch, action, self.updates, cfg.grad_clip)
+            aux = self.task.aux_loss(batch, plan, action, self.updates)
         log_prob = dist.log_prob(plan)
-        action = self.actor(plan, skips)
-        # the adversary (a discriminator) first, on this update's actions detached; then the auxiliary loss
-        adversary_logs = adversary_update(self.task, batch, action, self.updates, cfg.grad_clip)
-        aux = self.task.aux_loss(batch, plan, action, self.updates)
-        aux_loss = aux.loss
+        aux_loss = aux.loss.float()
         kl = sac.kl_to_standard_normal(dist).mean()
         loss = cfg.aux_weight * aux_loss + cfg.kl_weight * kl
         s = self.stats
@@ -242,9 +250,10 @@ class Trainer:
             # the authors' bug, kept for teaching: sample() instead of rsample() cuts -Q off the planner
             critic_plan = plan.detach() if cfg.detach_plan_grad else plan
             self.critic.requires_grad_(False)
-            pq1, pq2 = self.critic(obs, critic_plan)
+            with self._autocast():
+                pq1, pq2 = self.critic(obs, critic_plan)
             self.critic.requires_grad_(True)
-            actor_loss = sac.actor_loss(pq1, pq2, log_prob, alpha)
+            actor_loss = sac.actor_loss(pq1.float(), pq2.float(), log_prob, alpha)
             loss = loss + cfg.rl_weight * actor_loss
             self._step([opt["alpha"]], sac.alpha_loss(self.log_alpha, log_prob, self.target_entropy), None)
             s["actor_loss"] += actor_loss.detach()

@@ -51,3 +51,26 @@ def test_a_cuda_checkpoint_loads_and_evaluates_on_the_cpu(task, tmp_path):
     on_cuda = trainer.evaluate(steps=2)
     on_cpu = load_run(tmp_path / "run", device="cpu").evaluate(steps=2)
     assert on_cpu.score_final == pytest.approx(on_cuda.score_final, rel=1e-2, abs=1e-2)
+
+
+@pytest.mark.parametrize("task", ["digits", "face"])
+def test_bf16_autocast_trains_and_keeps_plans_and_losses_in_float32(task):
+    """``amp="bf16"`` runs on any device (CPU autocast here); plans, Q values and the logged losses stay float32 and
+    finite, and the fp32 default is untouched by the option (the contract tests pin its numbers)."""
+    trainer = Trainer(tiny(task, amp="bf16"), device="cpu")
+    rows = trainer.train()
+    assert trainer.updates > 0
+    for key in ("critic_loss", "aux_loss", "q", "log_prob"):
+        assert all(row[key] is None or torch.isfinite(torch.tensor(row[key])) for row in rows), key
+    dist, _, _ = trainer.planner(trainer.obs)
+    assert dist.mean.dtype == torch.float32
+    with trainer._autocast():
+        dist, skips, _ = trainer.planner(trainer.obs)
+        assert dist.mean.dtype == torch.float32 and skips[-1].dtype == torch.bfloat16
+
+
+def test_amp_refuses_unknown_modes():
+    from rl_i2it.errors import UserError
+
+    with pytest.raises(UserError, match="unknown amp 'fp8'"):
+        tiny("digits", amp="fp8")

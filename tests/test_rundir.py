@@ -18,6 +18,8 @@ from rl_i2it.errors import DataError, UserError
 from rl_i2it.rundir import RunDirBusy, RunDirLock, TornLogWarning, read_metrics_jsonl
 from rl_i2it.train import Trainer, load_run
 
+from same import assert_same
+
 TINY = dict(total_env_steps=256, num_envs=8, bootstrap_env_steps=64, batch_size=16, replay_ratio=1.0,
             buffer_capacity=512, log_every_env_steps=64, checkpoint_every_env_steps=128,
             planner_widths=(4, 8, 8), critic_widths=(4, 8, 8), eval_pairs=8, eval_steps=3)
@@ -283,21 +285,9 @@ def probe_run(run_dir: Path) -> subprocess.Popen:
     return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=cli_env())
 
 
-def assert_same(a, b, where="checkpoint"):
-    """Every tensor, number and string of two checkpoints equal (timing aside)."""
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), where
-    elif isinstance(a, dict):
-        skip = {"versions", "wall_time"}
-        assert set(a) - skip == set(b) - skip, where
-        for key in set(a) - skip:
-            assert_same(a[key], b[key], f"{where}.{key}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), where
-        for k, (x, y) in enumerate(zip(a, b)):
-            assert_same(x, y, f"{where}[{k}]")
-    else:
-        assert a == b, (where, a, b)
+def assert_checkpoints_same(a, b, where="checkpoint"):
+    """Every tensor, number and string of two checkpoints equal (timing and library versions aside)."""
+    assert_same(a, b, where, skip=frozenset({"versions", "wall_time"}))
 
 
 def crash_probe(tmp_path: Path, kills: int, seed: int) -> dict:
@@ -324,7 +314,7 @@ def crash_probe(tmp_path: Path, kills: int, seed: int) -> dict:
                 continue
         assert process.wait(timeout=600) == 0, process.stderr.read()
         break
-    assert_same(torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True),
+    assert_checkpoints_same(torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True),
                 torch.load(checkpoint, weights_only=True))
     straight_rows = read_metrics_jsonl(tmp_path / "straight")
     assert rows_without_time(read_metrics_jsonl(run_dir)) == rows_without_time(straight_rows)

@@ -21,6 +21,8 @@ from rl_i2it.tasks import TASKS
 from rl_i2it.tasks.base import Task
 from rl_i2it.train import Trainer
 
+from same import assert_same
+
 LOOP = dict(replay_ratio=1.0, log_every_env_steps=32)
 #: the smallest settings at which each task trains, checkpoints and evaluates in a few seconds
 TINY = {
@@ -61,21 +63,6 @@ def test_every_registered_task_is_covered():
 def tiny(task: str, **overrides):
     return make_config(task, "smoke", **{**LOOP, **TINY[task], **overrides})
 
-
-def assert_same(a, b, where: str = "") -> None:
-    """Recursive equality of checkpoint-like structures: tensors bit for bit, everything else by ``==``."""
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), where
-    elif isinstance(a, dict):
-        assert set(a) == set(b), f"{where}: keys {sorted(set(a) ^ set(b))}"
-        for k in a:
-            assert_same(a[k], b[k], f"{where}.{k}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_same(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, f"{where}: {a!r} != {b!r}"
 
 
 def without_timing(rows: list[dict]) -> list[dict]:

@@ -180,7 +180,7 @@ class VideoPlanner(nn.Module):
         else:
             frame_next = torch.zeros_like(step)
             step_next = self.step_gru(x, step)
-        mu, log_std_raw = self.base.head(step_next).chunk(2, dim=1)
+        mu, log_std_raw = self.base.head(step_next).float().chunk(2, dim=1)  # float32 plans under autocast
         log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(log_std_raw) + 1)
         dist = torch.distributions.Independent(torch.distributions.Normal(mu.flatten(1), log_std.flatten(1).exp()), 1)
         skips.append(self.codec.to_unit(step_next, frame_next))
