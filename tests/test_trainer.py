@@ -134,7 +134,7 @@ def test_digits_protocol_scores_any_policy_and_given_pairs(tmp_path):
     task = make_task(tiny(eval_pairs=4), "cpu")
     results = task.evaluate(ZeroFlow(), steps=2)
     assert results.score_per_step == [results.score_identity] * 3 and results.protocol["steps"] == 2
-    assert set(results.tables) == {"dice", "dice_strict", "dice_same_class"}
+    assert set(results.tables) == {"dice", "dice_strict", "dice_same_class", "folding_fraction"}
     assert results.metrics == {"dice": True, "dice_strict": True, "dice_same_class": True, "folding_fraction": False}
     assert results["n_pairs"] == 4 and results["folding_fraction"] == 0.0
     assert results["_rollout"]["moved"].shape == (3, 4, 1, 28, 28)
