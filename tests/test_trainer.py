@@ -140,7 +140,7 @@ def test_digits_protocol_scores_any_policy_and_given_pairs(tmp_path):
     assert results["_rollout"]["moved"].shape == (3, 4, 1, 28, 28)
     digits = task.env.sampler.images[:2].cpu()
     same = task.evaluate(ZeroFlow(), steps=1, pairs=(digits, digits))  # given pairs: no same-class table
-    assert same.score_per_step == [1.0, 1.0] and set(same.tables) == {"dice", "dice_strict"}
+    assert same.score_per_step == [1.0, 1.0] and set(same.tables) == {"dice", "dice_strict", "folding_fraction"}
     assert same.protocol["pairs"] == "2 given pairs"
     path = tmp_path / "pairs.npz"
     np.savez(path, moving=digits[:, 0].numpy(), fixed=digits[:, 0].numpy())
