@@ -14,6 +14,7 @@ read-only by default (no lock, nothing written), so evaluating a run that is sti
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import time
@@ -194,7 +195,9 @@ class Trainer:
     def _autocast(self):
         """bfloat16 autocast of the forward passes when ``cfg.amp == "bf16"`` (plans, Q values, actions and losses
         come out in float32 where they meet the SAC losses); a no-op otherwise."""
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.amp == "bf16")
+        if self.cfg.amp != "bf16":
+            return contextlib.nullcontext()  # fp32: not even a disabled autocast context (it changes CPU kernels)
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
     # ------------------------------------------------------------------ collect
     @torch.no_grad()
@@ -237,11 +240,12 @@ class Trainer:
         with self._autocast():
             dist, skips, _ = self.planner(obs)
             plan = sample_plan(dist, self.policy_generator)  # reparameterised: gradients reach the planner
+            # log π here, before the actor: the graph's order fixes the order gradients are summed in
+            log_prob = dist.log_prob(plan)
             action = self.actor(plan, skips).float()
             # the adversary (a discriminator) first, on this update's actions detached; then the auxiliary loss
             adversary_logs = adversary_update(self.task, batch, action, self.updates, cfg.grad_clip)
             aux = self.task.aux_loss(batch, plan, action, self.updates)
-        log_prob = dist.log_prob(plan)
         aux_loss = aux.loss.float()
         kl = sac.kl_to_standard_normal(dist).mean()
         loss = cfg.aux_weight * aux_loss + cfg.kl_weight * kl
