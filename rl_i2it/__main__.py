@@ -1,4 +1,4 @@
-"""Command line: ``python -m rl_i2it train|eval|bench|baseline|sweep ...``.
+"""Command line: ``python -m rl_i2it train|eval|bench|baseline|compare|sweep ...``.
 
 Errors a user can cause print one line (``rl_i2it: error: ...``) and exit with status 2, no traceback.
 """
@@ -122,6 +122,30 @@ def build_parser() -> argparse.ArgumentParser:
     _settable(baseline)
     _common(baseline)
 
+    compare = sub.add_parser("compare", help="the controls: identity, one-step, iterated, cascade, aux-only, rl and "
+                                             "its plan zeroed/shuffled/prior (+ per-pair optimisation for "
+                                             "registration), every method at the same learner updates, over seeds",
+                             description="Train and evaluate every control of a task at equal learner updates and write "
+                                         "RUN_DIR/comparison.json (resumable: finished (method, seed) runs are "
+                                         "reused). See rl_i2it/compare.py for what each method is.")
+    compare.add_argument("--task", default="digits", help=f"{TASK_HELP} (default: %(default)s)")
+    compare.add_argument("--preset", default="auto", help="auto (smoke if RL_I2IT_SMOKE=1, else course), smoke, "
+                                                          "course or paper (default: %(default)s)")
+    compare.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default: 0 1 2)")
+    compare.add_argument("--updates", type=int, default=None, help="learner updates per method (default: what the "
+                                                                   "preset's RL run makes)")
+    compare.add_argument("--run-dir", required=True, help="where comparison.json, every run and result go")
+    compare.add_argument("--methods", nargs="+", default=None, help="a subset of the methods (default: all)")
+    compare.add_argument("--cascade-steps", type=int, default=None,
+                         help="k, applications of the cascade (default: the policy's T, at most 10)")
+    compare.add_argument("--smooth-weights", type=float, nargs="+", default=None,
+                         help="registration: smoothness weights swept for one_step and cascade on a validation "
+                              "split (default: the config's /3, x1, x3; one value: no sweep)")
+    compare.add_argument("--json", action="store_true", help="print comparison.json (default: a table)")
+    compare.add_argument("--quiet", action="store_true", help="no progress lines")
+    _settable(compare)
+    _common(compare)
+
     sweep = sub.add_parser("sweep", help="execute a grid of notebooks with papermill, sequentially or on Ray",
                            description="Run every unfinished job of a YAML sweep spec (keys: see rl_i2it/sweep.py) "
                                        "and write a summary table; finished jobs are skipped.")
@@ -223,6 +247,21 @@ def _cmd_baseline(args) -> int:
     return 0
 
 
+def _cmd_compare(args) -> int:
+    from .compare import comparison_table, run_comparison
+
+    comparison = run_comparison(args.task, args.preset, seeds=args.seeds, updates=args.updates, run_dir=args.run_dir,
+                                overrides=_settings(args), device=args.device, cascade_steps=args.cascade_steps,
+                                smooth_weights=args.smooth_weights, methods=args.methods,
+                                progress=not (args.quiet or args.json))
+    if args.json:
+        print(json.dumps(comparison))
+    else:
+        print(comparison_table(comparison))
+        print(f"written to {Path(args.run_dir) / 'comparison.json'}")
+    return 0
+
+
 def _cmd_sweep(args) -> int:
     from .sweep import expand_jobs, job_finished, load_spec, run_sweep
 
@@ -274,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         return {"train": _cmd_train, "eval": _cmd_eval, "bench": _cmd_bench, "baseline": _cmd_baseline,
-                "sweep": _cmd_sweep, "gpu-check": _cmd_gpu_check}[
+                "sweep": _cmd_sweep, "gpu-check": _cmd_gpu_check, "compare": _cmd_compare}[
             args.command](args)
     except UserError as error:
         print(f"rl_i2it: error: {error}", file=sys.stderr)

@@ -24,7 +24,8 @@ import torch
 from .nn.functional import dice_score, folding_fraction
 from .policy import Policy, rollout
 
-__all__ = ["EvalResult", "EVAL_KEYS", "metric_table", "rollout_registration", "registration_metrics"]
+__all__ = ["EvalResult", "EVAL_KEYS", "metric_table", "item_scores_of", "rollout_registration",
+           "registration_metrics"]
 
 #: the top-level keys of every task's ``eval.json`` (registration tasks add ``dice_identity``, ``dice_final`` and
 #: ``dice_per_step``, the same numbers as the ``score_*`` keys)
@@ -41,6 +42,12 @@ def metric_table(per_step: list[float] | None = None, identity: float | None = N
     return {"identity": per_step[0], "final": per_step[-1], "per_step": list(per_step)}
 
 
+def item_scores_of(identity: torch.Tensor, final: torch.Tensor) -> dict[str, list[float]]:
+    """``EvalResult.item_scores`` from the per-item scores ``(N,)`` at the first state and at the end."""
+    return {"identity": identity.detach().float().cpu().flatten().tolist(),
+            "final": final.detach().float().cpu().flatten().tolist()}
+
+
 @dataclass
 class EvalResult:
     """A task's evaluation protocol, scored.
@@ -50,7 +57,8 @@ class EvalResult:
     ``metrics`` maps every metric reported to whether higher is better; ``tables`` holds each metric's table
     (``metric_table``) and any sub-protocol's (a strict mask, same-class pairs); ``details`` holds the rest that
     is JSON-able and task-specific (counts, a baseline's training record); ``artifacts`` holds tensors and
-    networks for figures and is never serialised. ``comparisons`` is filled by comparisons of named methods.
+    networks for figures and is never serialised; ``item_scores`` holds the score of every evaluation item at the
+    first state and the end (``item_scores_of``), for comparisons paired over items. ``comparisons`` is filled by comparisons of named methods.
 
     For the chapters written against the older dict results, ``result[key]`` reads a top-level key, then a
     ``details`` entry, then an artifact (``"_rollout"``); ``result[key] = value`` writes a detail (an artifact
@@ -68,6 +76,9 @@ class EvalResult:
     comparisons: dict[str, dict] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
     artifacts: dict[str, Any] = field(default_factory=dict, repr=False)
+    #: the score of every evaluation item (pair, face, image, clip) at the first state and the end, in the
+    #: protocol's fixed order: ``{"identity": [...], "final": [...]}`` (paired comparisons); not in ``to_json``
+    item_scores: dict[str, list[float]] | None = field(default=None, repr=False)
 
     def __post_init__(self):
         if self.metrics and self.score_name not in self.metrics:
@@ -146,4 +157,5 @@ def registration_metrics(rollout: dict[str, torch.Tensor], mask_threshold: int =
         "dice_per_step": means,
         "folding_fraction": folding_fraction(rollout["flow"]).mean().item(),
         "n_pairs": int(per_step.shape[1]),
+        "item_scores": item_scores_of(per_step[0], per_step[-1]),
     }

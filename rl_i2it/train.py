@@ -183,7 +183,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ statistics (device-resident)
     def _zero_stats(self) -> dict[str, torch.Tensor]:
-        names = ("critic_loss", "actor_loss", "aux_loss", "alpha", "q", "log_prob", "kl",
+        names = ("critic_loss", "actor_loss", "aux_loss", "alpha", "q", "log_prob", "kl", "sigma", "sigma_min",
+                 "plan_mean_abs",
                  "updates", "actor_updates", "episodes", "episode_score", "episode_initial_score", "episode_steps",
                  "reward") + tuple(self.task.log_names)
         return {name: torch.zeros((), device=self.device) for name in names}
@@ -274,6 +275,10 @@ class Trainer:
         s["q"] += q1.detach().mean()
         s["log_prob"] += log_prob.detach().mean()
         s["kl"] += kl.detach()
+        scale = dist.base_dist.scale.detach()  # the plan distribution's spread: does SAC's entropy term act on it?
+        s["sigma"] += scale.mean()
+        s["sigma_min"] += scale.min()
+        s["plan_mean_abs"] += dist.base_dist.loc.detach().abs().mean()
         for name, value in {**aux.logs, **adversary_logs}.items():
             if name in s:
                 s[name] += value
@@ -331,7 +336,7 @@ class Trainer:
         s = {k: v.item() for k, v in self.stats.items()}
         row: dict = {"env_steps": self.env_steps, "updates": self.updates}
         n_updates, n_actor, n_episodes = s.pop("updates"), s.pop("actor_updates"), s.pop("episodes")
-        for name in ("critic_loss", "aux_loss", "alpha", "q", "log_prob", "kl"):
+        for name in ("critic_loss", "aux_loss", "alpha", "q", "log_prob", "kl", "sigma", "sigma_min", "plan_mean_abs"):
             row[name] = s[name] / n_updates if n_updates else None
         row["actor_loss"] = s["actor_loss"] / n_actor if n_actor else None
         for name in self.task.log_names:  # a task's own logs, averaged per update
@@ -399,7 +404,8 @@ class Trainer:
         counters = state["counters"]
         self.env_steps, self.updates = counters["env_steps"], counters["updates"]
         self.update_credit, self.wall_time = counters["update_credit"], counters["wall_time"]
-        self.stats = {k: v.to(self.device) for k, v in state["stats"].items()}
+        # a checkpoint from before a statistic was logged lacks it: it starts at zero
+        self.stats = {**self._zero_stats(), **{k: v.to(self.device) for k, v in state["stats"].items()}}
         if state["buffer"] is not None:
             self.buffer.load_state_dict(state["buffer"])
         if self.run_dir is not None:

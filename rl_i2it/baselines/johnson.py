@@ -65,7 +65,9 @@ def train_style_baseline(cfg: StyleConfig, seconds: float, device: torch.device,
         iterations += 1
     trained_for = time.perf_counter() - started
     net.eval()
-    results = task.evaluate(JohnsonPolicy(net), steps=1)
+    policy = JohnsonPolicy(net)
+    results = task.evaluate(policy, steps=1)
+    results["_policy"] = policy  # what compare applies again to its own output
     results["baseline"] = {"kind": KIND, "iterations": iterations, "seconds": round(trained_for, 1),
                            "batch_size": batch_size, "lr": lr, "parameters": sum(p.numel() for p in net.parameters()),
                            "width": net.width, "policy_parameters": policy_parameters}

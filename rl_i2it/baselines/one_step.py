@@ -31,31 +31,52 @@ ONE_STEP_KINDS = {"face": "one-step encoder-decoder (context-encoder style), sam
 
 
 def train_one_step_network(cfg: TrainConfig, seconds: float, device: torch.device, lr: float = 1e-3,
-                           batch_size: int | None = None, max_iterations: int | None = None) -> EvalResult:
-    """Train the task's planner + actor as one step for ``seconds`` (or ``max_iterations``); evaluate at T = 1."""
+                           batch_size: int | None = None, max_iterations: int | None = None,
+                           cascade: int = 1) -> EvalResult:
+    """Train the task's planner + actor as one step for ``seconds`` (or ``max_iterations``); evaluate at T = 1.
+
+    ``cascade = k > 1`` trains a recursive cascade instead (RCN, Zhao et al. 2019; the ``cascade`` control): the
+    same planner + actor applied k times with shared weights, each application on the last one's result
+    (``Task.cascade_next``, differentiable), trained end to end with the auxiliary loss on the last application
+    plus the task's regulariser on every earlier one (``Task.cascade_regulariser``), and evaluated with k steps.
+    Each application keeps the policy's ``max_step`` (the one-step network gets ``image_size / 4`` instead).
+    """
+    if cascade < 1:
+        raise ValueError(f"cascade must be >= 1; got {cascade}")
     torch.manual_seed(cfg.seed)
     task = make_task(cfg, device)
     planner, actor = task.planner, task.actor
-    actor.max_step = cfg.image_size / 4  # flow heads: one large step (image heads ignore it)
+    if cascade == 1:
+        actor.max_step = cfg.image_size / 4  # flow heads: one large step (image heads ignore it)
     optimiser = torch.optim.Adam(list(planner.parameters()) + list(actor.parameters()), lr=lr)
     batch_size = batch_size or cfg.batch_size
     episodes = task.make_env(task.env.sampler, batch_size, auto_reset=False, seed=cfg.seed + 2)
     iterations, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds and (max_iterations is None or iterations < max_iterations):
         batch = task.initial_batch(episodes)  # first states (and a target where the loss needs one)
-        dist, skips, _ = planner(batch["obs"])
-        action = actor(dist.mean, skips)
+        regulariser = 0.0
+        for application in range(cascade):
+            if application:
+                regulariser = regulariser + task.cascade_regulariser(batch, action)
+                batch = task.cascade_next(batch, action)
+            dist, skips, _ = planner(batch["obs"])
+            action = actor(dist.mean, skips)
         adversary_update(task, batch, action, iterations)  # the GAN phase, as in the RL learner
-        loss = task.aux_loss(batch, dist.mean, action, iterations).loss
+        loss = task.aux_loss(batch, dist.mean, action, iterations).loss + regulariser
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
         iterations += 1
     trained_for = time.perf_counter() - started
-    results = task.evaluate(PlannerPolicy(planner, actor), steps=1)
+    policy = PlannerPolicy(planner, actor)
+    results = task.evaluate(policy, steps=cascade)
+    results["_policy"] = policy  # what compare applies T times
     kind = ONE_STEP_KINDS.get(cfg.task, "one-step encoder-decoder (VoxelMorph-style), no RL")
+    if cascade > 1:
+        kind = f"recursive cascade (RCN-style): the policy's planner + actor applied {cascade} times with shared " \
+               f"weights, trained end to end, no RL"
     results["baseline"] = {"kind": kind, "iterations": iterations, "seconds": round(trained_for, 1),
-                           "batch_size": batch_size, "lr": lr,
+                           "batch_size": batch_size, "lr": lr, "cascade": cascade,
                            "parameters": sum(p.numel() for m in (planner, actor) for p in m.parameters())}
     results["_networks"] = {"planner": planner, "actor": actor}
     return results

@@ -60,7 +60,9 @@ def train_per_frame_baseline(cfg: VideoStyleConfig, seconds: float, device: torc
         optimiser.step()
         iterations += 1
     trained_for = time.perf_counter() - started
-    results = task.evaluate(FramePolicy(net, task.codec), steps=1)
+    policy = FramePolicy(net, task.codec)
+    results = task.evaluate(policy, steps=1)
+    results["_policy"] = policy  # what compare applies again to its own output
     results["baseline"] = {"kind": PER_FRAME_KIND, "iterations": iterations, "seconds": round(trained_for, 1),
                            "batch_size": batch_size, "lr": lr, "parameters": sum(p.numel() for p in net.parameters())}
     results["_networks"] = {"net": net}

@@ -70,7 +70,9 @@ def train_pix2pix_baseline(cfg: PhotoConfig, seconds: float, device: torch.devic
         iterations += 1
     trained_for = time.perf_counter() - started
     generator.eval()
-    results = task.evaluate(Pix2PixPolicy(generator), steps=1)
+    policy = Pix2PixPolicy(generator)
+    results = task.evaluate(policy, steps=1)
+    results["_policy"] = policy  # what compare applies again to its own output
     discriminator = task.adversary.module
     results["baseline"] = {"kind": KIND, "iterations": iterations, "seconds": round(trained_for, 1),
                            "batch_size": batch_size, "lr": lr,

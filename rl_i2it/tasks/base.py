@@ -29,6 +29,9 @@ config class + presets                               a frozen ``TrainConfig`` su
                                                      clipping, checkpointing and logging as every network
 ``initial_batch(env)``                               a one-step network's training batch (default: fresh first
                                                      states; face adds the true hole)
+``cascade_next(batch, action)``,                     the cascade control (``compare``): the next state as a
+``cascade_regulariser(batch, action)``               differentiable float batch; the regulariser paid per
+                                                     application (default none)
 ===================================================  ==============================================================
 """
 from __future__ import annotations
@@ -43,6 +46,7 @@ from torch import nn
 from ..config import TrainConfig
 from ..errors import UserError
 from ..evaluate import EvalResult
+from ..planner import as_float_image
 from ..policy import PlannerPolicy, Policy
 
 __all__ = ["Task", "AuxOut", "Adversary", "WholeImageTask", "evaluation_steps"]
@@ -130,6 +134,17 @@ class Task(abc.ABC):
         """A one-step network's training batch: fresh first states (tasks whose loss needs a target add it)."""
         return {"obs": env.reset()}
 
+    def cascade_next(self, batch: dict[str, torch.Tensor], action: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The next application's batch in a recursive cascade (the ``cascade`` control): ``batch`` with ``obs``
+        the state after ``action``, float in [0, 1] and differentiable (not quantised), so the cascade trains end
+        to end through every application."""
+        raise NotImplementedError(f"task {self.name!r} has no cascade transition (Task.cascade_next)")
+
+    def cascade_regulariser(self, batch: dict[str, torch.Tensor], action: torch.Tensor) -> torch.Tensor:
+        """The task's regulariser of one cascade's action, paid at every application but the last (whose
+        ``aux_loss`` includes it); default none."""
+        return action.new_zeros(())
+
     def policy(self, deterministic: bool = True, generator: torch.Generator | None = None,
                plan_transform=None) -> PlannerPolicy:
         """This task's planner + actor as a ``Policy``."""
@@ -180,6 +195,10 @@ class WholeImageTask(Task):
         return {"index": ((), torch.int32), "current": image, "next_current": image,
                 "plan": ((self.planner.plan_dim,), torch.float32), "reward": ((), torch.float32),
                 "terminated": ((), torch.bool)}
+
+    def cascade_next(self, batch, action):
+        """The action is the next image: it replaces the observation's last three channels."""
+        return {**batch, "obs": torch.cat([as_float_image(batch["obs"][:, :-3]), action], 1)}
 
     def pack(self, obs, plan, reward, terminated, next_obs, info):
         return {"index": info["index"], "current": obs[:, -3:], "next_current": next_obs[:, -3:], "plan": plan,

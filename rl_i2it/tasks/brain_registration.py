@@ -32,7 +32,7 @@ from ..data.brain import SUBJECTS, axial_slices, crop_cube, load_subject
 from ..data.deformations import synthetic_pairs
 from ..envs.labelled_registration import LabelledRegistrationEnv
 from ..errors import UserError
-from ..evaluate import EvalResult, metric_table
+from ..evaluate import EvalResult, item_scores_of, metric_table
 from ..nn.functional import folding_fraction, label_dice, ncc, warp, warp_labels
 from ..policy import Policy, rollout
 from .base import evaluation_steps
@@ -205,6 +205,13 @@ def evaluation_pairs(cfg: BrainConfig, n: int | None = None, device="cpu") -> di
     return _generate(cfg, images.to(device), labels.to(device), n or cfg.eval_pairs, EVAL_SEED, True)
 
 
+def validation_pairs(cfg: BrainConfig, n: int, seed: int, device="cpu") -> dict[str, torch.Tensor]:
+    """``n`` new synthetic pairs of the training slices (seed ``seed``, never ``EVAL_SEED``): a validation split for
+    choosing settings without the test pairs."""
+    images, labels = source_images(cfg, "train")
+    return _generate(cfg, images.to(device), labels.to(device), n, seed, True)
+
+
 def registration_report(pairs: dict[str, torch.Tensor], flows: list[torch.Tensor], names: tuple[str, ...],
                         window: int = 9) -> dict:
     """The protocol's metrics of a sequence of accumulated fields ``flows[t]`` ``(B, N, *S)`` (t = 0 first).
@@ -234,6 +241,7 @@ def registration_report(pairs: dict[str, torch.Tensor], flows: list[torch.Tensor
         "ncc_identity": ncc(fixed, moving, window).mean().item(),
         "ncc_final": ncc(fixed, warp(moving, final), window).mean().item(),
         "n_pairs": int(dice.shape[1]),
+        "item_scores": item_scores_of(dice[0].mean(1), dice[-1].mean(1)),
     }
     if error_steps:
         errors = torch.stack(error_steps).tolist()
@@ -254,6 +262,10 @@ class BrainRegistrationTask(RegistrationTask):
                                        reward_mode=cfg.reward_mode, reward_scale=cfg.reward_scale,
                                        done_bonus=cfg.done_bonus, dice_threshold=cfg.dice_threshold,
                                        auto_reset=auto_reset, device=self.device, seed=seed)
+
+    def validation_options(self, n: int, seed: int) -> dict:
+        """``evaluate`` options scoring a policy on a validation split of the training data (``validation_pairs``)."""
+        return {"pairs": validation_pairs(self.cfg, n, seed, self.device)}
 
     def protocol(self, steps: int, n_pairs: int) -> dict:
         cfg = self.cfg
@@ -307,10 +319,12 @@ class BrainRegistrationTask(RegistrationTask):
         if "field_error_per_step" in report:
             tables["field_error"] = metric_table(report.pop("field_error_per_step"))
             metrics["field_error"] = False
+        items = report.pop("item_scores")
         details = {k: v for k, v in report.items()
                    if k not in ("dice_identity", "dice_final", "field_error_identity", "field_error_final")}
         return EvalResult(task=self.name, protocol=protocol, score_name="dice", higher_is_better=True,
-                          score_per_step=tables["dice"]["per_step"], metrics=metrics, tables=tables, details=details)
+                          score_per_step=tables["dice"]["per_step"], metrics=metrics, tables=tables, details=details,
+                          item_scores=items)
 
 
 class Brain3DTask(BrainRegistrationTask):

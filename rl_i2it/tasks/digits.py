@@ -134,6 +134,12 @@ class DigitsTask(RegistrationTask):
         self.data_source = train.source
         super().__init__(cfg, device, DigitPairs(train.images.to(device)))
 
+    def validation_options(self, n: int, seed: int) -> dict:
+        """``evaluate`` options scoring a policy on ``n`` new pairs of training digits (a validation split for
+        choosing settings without the test pairs)."""
+        moving, fixed = self.env.sampler.sample(n, torch.Generator(device=self.device).manual_seed(seed))
+        return {"pairs": (moving.cpu(), fixed.cpu())}
+
     def protocol(self, steps: int, n_pairs: int, pairs_file=None, given: bool = False) -> dict:
         if pairs_file:
             pairs, labels = str(pairs_file), "as given"
@@ -188,4 +194,4 @@ class DigitsTask(RegistrationTask):
         return EvalResult(task=self.name, protocol=self.protocol(steps, main["n_pairs"], pairs_file, given),
                           score_name="dice", higher_is_better=True, score_per_step=main["dice_per_step"],
                           metrics=metrics, tables=tables, timing={"seconds": time.perf_counter() - started},
-                          details=details, artifacts={"_rollout": rollout})
+                          details=details, artifacts={"_rollout": rollout}, item_scores=main["item_scores"])

@@ -41,10 +41,10 @@ from ..critic import TwinCritic, make_target
 from ..data.faces import load_faces
 from ..envs.inpainting import FaceSampler, InpaintingEnv, check_images, crop_hole, hole_slice, paste_hole
 from ..errors import UserError
-from ..evaluate import EvalResult, metric_table
+from ..evaluate import EvalResult, item_scores_of, metric_table
 from ..nn.discriminator import PatchDiscriminator, adversarial_loss
 from ..nn.functional import psnr
-from ..planner import Planner
+from ..planner import Planner, as_float_image
 from ..policy import Policy, rollout
 from .base import Adversary, AuxOut, Task, evaluation_steps
 
@@ -218,6 +218,11 @@ class FaceInpaintingTask(Task):
                 "target": crop_hole(images, self.hole), "plan": stored["plan"], "reward": stored["reward"],
                 "terminated": stored["terminated"]}
 
+    def cascade_next(self, batch, action):
+        """The patch (in [0, 1]) replaces the hole's content; the mask channel stays."""
+        obs = as_float_image(batch["obs"])
+        return {**batch, "obs": torch.cat([paste_hole(obs[:, :3], action, self.hole), obs[:, 3:]], 1)}
+
     def initial_batch(self, env: InpaintingEnv) -> dict[str, torch.Tensor]:
         """Fresh first states and their true holes (the one-step baseline's training batch)."""
         obs = env.reset()
@@ -296,4 +301,5 @@ class FaceInpaintingTask(Task):
             metrics={name: name.startswith(("psnr", "ssim")) for name in means},
             tables={name: metric_table(values) for name, values in means.items()},
             timing={"evaluate_s": round(time.perf_counter() - started, 3)}, details={"n_faces": int(len(images))},
-            artifacts={"_rollout": {"images": images, "patches": patches}})
+            artifacts={"_rollout": {"images": images, "patches": patches}},
+            item_scores=item_scores_of(per_step[0]["psnr_hole"], per_step[-1]["psnr_hole"]))

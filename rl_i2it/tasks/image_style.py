@@ -46,7 +46,7 @@ from ..data.styles import MIN_STYLE_SIZE, check_style, style_image
 from ..envs.image_edit import ImageEditEnv
 from ..envs.inpainting import check_images
 from ..errors import DataError, UserError
-from ..evaluate import EvalResult, metric_table
+from ..evaluate import EvalResult, item_scores_of, metric_table
 from ..nn.perceptual import LAYERS, StyleObjective, load_vgg19
 from ..planner import Planner
 from ..policy import Policy, rollout
@@ -317,12 +317,13 @@ class ImageStyleTask(WholeImageTask):
             chunks.append(torch.stack(rollout(env, policy, obs, steps, lambda env, obs: obs[:, -3:])))
         stylised = torch.cat(chunks, 1)  # (T+1, N, 3, S, S)
         episode = episode_of(images, self.objective)
-        per_step = [{k: v.mean().item() for k, v in self.losses(frame, episode).items()} for frame in stylised]
-        means = {k: [row[k] for row in per_step] for k in LOSS_TERMS}
+        per_image = [self.losses(frame, episode) for frame in stylised]  # each term (N,), per step
+        means = {k: [row[k].mean().item() for row in per_image] for k in LOSS_TERMS}
         return EvalResult(task=self.name, protocol={**self.protocol(steps, len(images), given),
                                                     "score": "style-transfer loss L (lower is better)"},
                           score_name="total", higher_is_better=False,
                           score_per_step=means["total"], metrics={k: False for k in LOSS_TERMS},
                           tables={k: metric_table(v) for k, v in means.items()},
                           details={"n_images": int(len(images))},
-                          artifacts={"_rollout": {"images": images, "stylised": stylised}})
+                          artifacts={"_rollout": {"images": images, "stylised": stylised}},
+                          item_scores=item_scores_of(per_image[0]["total"], per_image[-1]["total"]))

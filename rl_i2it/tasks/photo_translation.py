@@ -49,7 +49,7 @@ from ..data.paired import PairedSet, check_dataset, check_pairs, load_paired
 from ..envs.common import quantise
 from ..envs.image_edit import ImageEditEnv
 from ..errors import UserError
-from ..evaluate import EvalResult, metric_table
+from ..evaluate import EvalResult, item_scores_of, metric_table
 from ..nn.conditional_discriminator import ConditionalPatchDiscriminator, patch_adversarial_loss
 from ..nn.functional import psnr
 from ..nn.perceptual import VGG19Unavailable, feature_distance, load_vgg19, total_variation
@@ -367,4 +367,5 @@ class PhotoTranslationTask(WholeImageTask):
                           metrics={name: METRICS[name] for name in means},
                           tables={name: metric_table(values) for name, values in means.items()},
                           details={"n_pairs": int(len(source))},
-                          artifacts={"_rollout": {"source": source, "target": target, "images": images}})
+                          artifacts={"_rollout": {"source": source, "target": target, "images": images}},
+                          item_scores=item_scores_of(per_step[0]["psnr"], per_step[-1]["psnr"]))

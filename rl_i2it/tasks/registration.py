@@ -14,7 +14,7 @@ from ..critic import TwinCritic, make_target
 from ..envs.registration import PairSampler, RegistrationEnv
 from ..nn.functional import ncc, smoothness_loss, warp
 from ..errors import UserError
-from ..planner import Planner
+from ..planner import Planner, as_float_image
 from .base import AuxOut, Task
 
 __all__ = ["RegistrationTask", "check_registration"]
@@ -78,9 +78,18 @@ class RegistrationTask(Task):
     # ------------------------------------------------------------------ learning
     def aux_loss(self, batch, plan, action, updates: int) -> AuxOut:
         """The same at every update (``updates`` is unused: registration has no adversarial phase)."""
-        obs = batch["obs"].float() / 255.0
+        obs = as_float_image(batch["obs"])  # uint8 from the buffer, float in [0, 1] inside a cascade
         fixed, moved = obs[:, :1], obs[:, 1:]
         similarity = ncc(fixed, warp(moved, action), window=self.cfg.ncc_window).mean()
         smooth = smoothness_loss(action)
         loss = -similarity + self.cfg.smooth_weight * smooth
         return AuxOut(loss, {"aux_ncc": similarity.detach(), "aux_smooth": smooth.detach()})
+
+    # ------------------------------------------------------------------ the cascade control
+    def cascade_next(self, batch, action):
+        """The moved image warped by this application's field (as RCN: each cascade warps the last result)."""
+        obs = as_float_image(batch["obs"])
+        return {**batch, "obs": torch.cat([obs[:, :1], warp(obs[:, 1:], action)], 1)}
+
+    def cascade_regulariser(self, batch, action):
+        return self.cfg.smooth_weight * smoothness_loss(action)

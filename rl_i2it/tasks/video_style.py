@@ -62,7 +62,7 @@ from ..data.videos import inside, synthetic_clip, synthetic_next, video_split
 from ..envs.common import quantise
 from ..envs.video_style import ClipSampler, MemoryCodec, VideoStyleEnv
 from ..errors import UserError
-from ..evaluate import EvalResult, metric_table
+from ..evaluate import EvalResult, item_scores_of, metric_table
 from ..nn.blocks import ConvGRUCell, conv
 from ..nn.field_optimisation import optimise_fields
 from ..nn.functional import warp
@@ -360,6 +360,12 @@ class VideoStyleTask(Task):
                 "content": content, "plan": stored["plan"], "reward": stored["reward"],
                 "terminated": stored["terminated"]}
 
+    def cascade_next(self, batch, action):
+        """The image replaces the current one; the memory codes stay as they were (a cascade has no memory, like
+        the per-frame network)."""
+        obs = as_float_image(batch["obs"])
+        return {**batch, "obs": torch.cat([obs[:, :3], action[:, :3], obs[:, 6:]], 1)}
+
     def initial_batch(self, env: VideoStyleEnv) -> dict[str, torch.Tensor]:
         obs = env.reset()
         return {"obs": obs, "content": obs[:, :3]}
@@ -441,11 +447,12 @@ class VideoStyleTask(Task):
             chunks.append(rollout_video(env, policy, part))
         return torch.cat(chunks, 2)
 
-    def _per_step(self, outputs: torch.Tensor, pairs) -> dict[str, list[float]]:
-        """Temporal error and losses per step k from stylised clips ``(F, K+1, N, 3, S, S)``."""
+    def _per_step(self, outputs: torch.Tensor, pairs) -> dict[str, list]:
+        """Temporal error and losses per step k from stylised clips ``(F, K+1, N, 3, S, S)``; ``clip_totals``: the
+        total loss of each clip (mean over its frames) at the first and the last step, two ``(N,)``."""
         frames, steps = outputs.shape[:2]
         flow, valid, order = pairs
-        temporal, losses = [], {"style": [], "content": [], "total": []}
+        temporal, losses, clip_totals = [], {"style": [], "content": [], "total": []}, []
         for k in range(steps):
             errors = []
             for t in range(frames - 1):
@@ -457,7 +464,9 @@ class VideoStyleTask(Task):
             weights = {"style": self.objective.style_weight, "content": self.objective.content_weight, "total": 1.0}
             for name in losses:  # the weighted terms, as they enter the total
                 losses[name].append(weights[name] * values[name].mean().item())
-        return {"temporal_error": temporal, **losses}
+            if k in (0, steps - 1):
+                clip_totals.append(values["total"].view(frames, -1).mean(0))
+        return {"temporal_error": temporal, **losses, "clip_totals": clip_totals}
 
     def evaluate(self, policy: Policy, steps: int | None = None, clips: torch.Tensor | None = None,
                  batch: int = 64, frames: int | None = None, frame_memory: bool | None = None) -> EvalResult:
@@ -494,6 +503,9 @@ class VideoStyleTask(Task):
                 for name in ("total", "style", "content"):
                     tables[f"{name}_loss"] = metric_table([(r + s) / 2 for r, s in zip(real[name], synthetic[name])])
                 rollouts = outputs
+                # items: the real clips, then the synthetic ones (the score averages the two sets' means)
+                items = item_scores_of(*[torch.cat([r, s]) for r, s in zip(real["clip_totals"],
+                                                                            synthetic["clip_totals"])])
         return EvalResult(
             task=self.name, protocol={**self.protocol(data["real"].shape[1], given), "steps": steps,
                                       "score": "style-transfer loss (content + style + TV; lower is better)"},
@@ -501,7 +513,7 @@ class VideoStyleTask(Task):
             score_per_step=tables["total_loss"]["per_step"], metrics={name: False for name in METRICS},
             tables=tables, timing={"seconds": round(time.perf_counter() - started, 1)},
             details={"n_real": int(len(data["real"])), "n_synthetic": int(len(data["synthetic"]))},
-            artifacts={"_rollout": {**rollouts, "clips": data}})
+            artifacts={"_rollout": {**rollouts, "clips": data}}, item_scores=items)
 
 
 _FLOW_CACHE: dict = {}

@@ -1,0 +1,111 @@
+"""The controls of a comparison: what a trained policy does without its plan, a one-step network fed its own
+output, and per-pair optimisation as a policy. Everything here is a ``Policy`` or a plan transform, so every task's
+pinned ``evaluate`` scores it unchanged.
+
+====================================  ===============================================================
+name                                  meaning
+====================================  ===============================================================
+``PLAN_CONTROLS``                     ``"zero" | "shuffled" | "prior"`` -> a factory of plan transforms
+                                      ``(B, P) -> (B, P)``: zeros; the plan of another item of the batch
+                                      (``roll`` by one: never an item's own); a draw from N(0, I)
+``OwnOutputPolicy(policy, period)``   a one-step network applied to its own output: every step but the
+                                      first of each period reads the current image where it read its
+                                      input (observation channels 0-2 <- 3-5)
+``PerPairOptimisationPolicy(...)``    registration without learning: one step, the field optimised
+                                      for each pair by Adam on the task's loss (``optimise_fields``)
+``plan_effect(task, obs)``            relative change of the action when the plan is zeroed / shuffled
+====================================  ===============================================================
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+
+from .nn.field_optimisation import optimise_fields
+from .policy import PlannerPolicy, eval_mode
+
+__all__ = ["PLAN_CONTROLS", "plan_transform", "OwnOutputPolicy", "PerPairOptimisationPolicy", "plan_effect"]
+
+
+def _zero(seed: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    return torch.zeros_like
+
+
+def _shuffled(seed: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    return lambda plan: torch.roll(plan, 1, 0)  # item i acts on item i-1's plan (a derangement for B > 1)
+
+
+def _prior(seed: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    generator = None
+
+    def draw(plan: torch.Tensor) -> torch.Tensor:
+        nonlocal generator
+        if generator is None:
+            generator = torch.Generator(device=plan.device).manual_seed(seed)
+        return torch.randn(plan.shape, generator=generator, device=plan.device, dtype=plan.dtype)
+
+    return draw
+
+
+#: name -> ``factory(seed) -> plan_transform``
+PLAN_CONTROLS = {"zero": _zero, "shuffled": _shuffled, "prior": _prior}
+
+
+def plan_transform(name: str, seed: int = 0) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The plan transform of control ``name`` (``PLAN_CONTROLS``); ``seed`` fixes the prior's draws."""
+    return PLAN_CONTROLS[name](seed)
+
+
+class OwnOutputPolicy:
+    """``policy`` (a one-step image network reading observation channels 0-2) applied to its own output.
+
+    The first step of every ``period`` steps (an episode; a frame for video) sees the observation as it is; every
+    later one sees the current image (channels 3-5) in place of the input, so the network transforms its own last
+    output. Calls are counted, so one instance serves rollouts of whole periods only.
+    """
+
+    def __init__(self, policy, period: int):
+        self.policy, self.period, self.calls = policy, int(period), 0
+        self.modules = policy.modules
+
+    def act(self, obs: torch.Tensor, hidden: Any = None) -> tuple[torch.Tensor, Any]:
+        if self.calls % self.period:
+            obs = obs.clone()
+            obs[:, :3] = obs[:, 3:6]
+        self.calls += 1
+        return self.policy.act(obs, hidden)
+
+
+class PerPairOptimisationPolicy:
+    """Per-pair iterative registration as a one-step ``Policy``: observation ``[fixed, moved]`` uint8
+    ``(B, 2, *S)`` -> the field ``(B, N, *S)`` that Adam finds for each pair on ``-NCC + smooth_weight *
+    smoothness`` (the auxiliary loss's terms), ``iterations`` steps at ``lr``. Gradients are enabled inside, as the
+    rollout runs under ``torch.no_grad``."""
+
+    modules: tuple = ()
+
+    def __init__(self, iterations: int, lr: float, smooth_weight: float, window: int):
+        self.iterations, self.lr, self.smooth_weight, self.window = iterations, lr, smooth_weight, window
+
+    def act(self, obs: torch.Tensor, hidden: Any = None) -> tuple[torch.Tensor, Any]:
+        with torch.enable_grad():
+            field = optimise_fields(obs[:, 1:2], obs[:, :1], self.iterations, self.lr, self.smooth_weight,
+                                    self.window)
+        return field, hidden
+
+
+@torch.no_grad()
+def plan_effect(task, obs: torch.Tensor) -> dict[str, float]:
+    """How much the action moves when the plan is replaced: ``||a(control) - a(mean)|| / ||a(mean)||`` over the
+    batch ``obs``, for each of ``PLAN_CONTROLS``. Large values with no change of score mean the score ignores what
+    the plan does; values near 0 mean the actor ignores the plan."""
+    base = PlannerPolicy(task.planner, task.actor)
+    with eval_mode(task.planner, task.actor):
+        reference, _ = base.act(obs)
+        out = {}
+        for name in PLAN_CONTROLS:
+            policy = PlannerPolicy(task.planner, task.actor, plan_transform=plan_transform(name, seed=0))
+            action, _ = policy.act(obs)
+            out[name] = ((action - reference).norm() / reference.norm().clamp_min(1e-12)).item()
+    return out
