@@ -157,10 +157,7 @@ class _Comparison:
         self.methods = tuple(m for m in METHODS if m in wanted and (self.registration or m not in REGISTRATION_ONLY))
         steps = getattr(base, "frame_steps", None) or base.eval_steps
         self.period = steps  # T: the steps of one evaluation episode (of one frame for video)
-        default_k = min(base.eval_steps if self.registration else base.max_episode_steps, CASCADE_CAP)
-        if getattr(base, "frame_steps", None):
-            default_k = min(base.frame_steps, CASCADE_CAP)
-        self.cascade_steps = int(cascade_steps or default_k)
+        self.cascade_steps = int(cascade_steps or min(steps, CASCADE_CAP))
         if self.cascade_steps < 1:
             raise UserError(f"--cascade-steps must be >= 1; got {cascade_steps}")
         if smooth_weights is None:

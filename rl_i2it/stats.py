@@ -44,11 +44,18 @@ def interval(scores, reps: int = REPS, seed: int = 0) -> dict:
     from rliable import library as rly
 
     array = _matrix(scores)
-    with warnings.catch_warnings():  # arch deprecates the RandomState rliable passes; the draws are the same
-        warnings.simplefilter("ignore", FutureWarning)
-        points, intervals = rly.get_interval_estimates(
-            {"x": array}, lambda x: np.array([x.mean()]), task_bootstrap=True, reps=reps,
-            random_state=np.random.RandomState(seed))
+    # rliable's StratifiedBootstrap draws its indices from NumPy's global generator whatever random_state says:
+    # seed it for the call (so a comparison's intervals are reproducible) and restore the caller's state after
+    saved = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        with warnings.catch_warnings():  # arch deprecates the RandomState argument rliable passes on
+            warnings.simplefilter("ignore", FutureWarning)
+            points, intervals = rly.get_interval_estimates(
+                {"x": array}, lambda x: np.array([x.mean()]), task_bootstrap=True, reps=reps,
+                random_state=np.random.RandomState(seed))
+    finally:
+        np.random.set_state(saved)
     low, high = intervals["x"][:, 0]
     return {"mean": float(points["x"][0]), "ci95": [float(low), float(high)]}
 
