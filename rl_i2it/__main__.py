@@ -1,4 +1,4 @@
-"""Command line: ``python -m rl_i2it train|eval|bench|baseline|compare|sweep ...``.
+"""Command line: ``python -m rl_i2it train|eval|bench|baseline|compare|report|sweep ...``.
 
 Errors a user can cause print one line (``rl_i2it: error: ...``) and exit with status 2, no traceback.
 """
@@ -146,6 +146,10 @@ def build_parser() -> argparse.ArgumentParser:
     _settable(compare)
     _common(compare)
 
+    report = sub.add_parser("report", help="results text from comparison.json files (the README's block)")
+    report.add_argument("comparisons", nargs="+", help="comparison.json files or the directories holding them")
+    report.add_argument("--readme", default=None, help="rewrite this README's generated block (default: print it)")
+
     sweep = sub.add_parser("sweep", help="execute a grid of notebooks with papermill, sequentially or on Ray",
                            description="Run every unfinished job of a YAML sweep spec (keys: see rl_i2it/sweep.py) "
                                        "and write a summary table; finished jobs are skipped.")
@@ -262,6 +266,17 @@ def _cmd_compare(args) -> int:
     return 0
 
 
+def _cmd_report(args) -> int:
+    from .report import readme_block, update_readme
+
+    if args.readme:
+        changed = update_readme(args.readme, args.comparisons)
+        print(f"{args.readme}: {'rewritten' if changed else 'already up to date'}")
+    else:
+        print(readme_block(args.comparisons))
+    return 0
+
+
 def _cmd_sweep(args) -> int:
     from .sweep import expand_jobs, job_finished, load_spec, run_sweep
 
@@ -313,7 +328,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         return {"train": _cmd_train, "eval": _cmd_eval, "bench": _cmd_bench, "baseline": _cmd_baseline,
-                "sweep": _cmd_sweep, "gpu-check": _cmd_gpu_check, "compare": _cmd_compare}[
+                "sweep": _cmd_sweep, "gpu-check": _cmd_gpu_check, "compare": _cmd_compare,
+                "report": _cmd_report}[
             args.command](args)
     except UserError as error:
         print(f"rl_i2it: error: {error}", file=sys.stderr)

@@ -55,7 +55,7 @@ from .rundir import read_metrics_jsonl
 from .tasks import TASKS, make_task
 from .train import Trainer
 
-__all__ = ["METHODS", "DESCRIPTIONS", "SCHEMA_KEYS", "run_comparison", "rl_updates", "env_steps_for_updates",
+__all__ = ["METHODS", "DESCRIPTIONS", "SCHEMA_KEYS", "CONTRASTS", "run_comparison", "rl_updates", "env_steps_for_updates",
            "load_comparison", "comparison_table"]
 
 METHODS = ("identity", "one_step", "one_step_iterated", "cascade", "aux_only", "rl", "rl_plan_zero",
@@ -74,12 +74,23 @@ DESCRIPTIONS = {
     "per_pair_optimisation": "Adam on one field per test pair, the same loss, no learning",
 }
 #: the top-level keys of comparison.json
-SCHEMA_KEYS = ("task", "preset", "seeds", "budget", "metric", "settings", "methods", "rl_diagnostics",
+SCHEMA_KEYS = ("task", "preset", "seeds", "budget", "metric", "settings", "methods", "contrasts", "rl_diagnostics",
                "statistics", "smoothness_sweep")
 #: what trains together: a unit's methods are written when the unit finishes
 UNITS = {"rl": ("rl", "rl_plan_zero", "rl_plan_shuffled", "rl_plan_prior", "identity"), "aux_only": ("aux_only",),
          "one_step": ("one_step", "one_step_iterated"), "cascade": ("cascade",),
          "per_pair_optimisation": ("per_pair_optimisation",)}
+#: the questions a comparison answers, each a paired contrast ``a`` against ``b`` (``compare.json["contrasts"]``)
+CONTRASTS = {
+    "iterating": ("does iterating help, trained step by step? (aux_only vs one_step)", "aux_only", "one_step"),
+    "cascade": ("does iterating help, trained end to end? (cascade vs one_step)", "cascade", "one_step"),
+    "iterating_untrained": ("does applying the one-step network again help? (one_step_iterated vs one_step)",
+                            "one_step_iterated", "one_step"),
+    "stepwise_vs_cascade": ("step-wise training against end to end (aux_only vs cascade)", "aux_only", "cascade"),
+    "rl": ("does RL help on top of the auxiliary loss? (rl vs aux_only)", "rl", "aux_only"),
+    "plan_shuffled": ("does the plan carry anything? (rl vs rl_plan_shuffled)", "rl", "rl_plan_shuffled"),
+    "plan_zero": ("does the plan carry anything? (rl vs rl_plan_zero)", "rl", "rl_plan_zero"),
+}
 CASCADE_CAP = 10  #: the default k is the policy's T, capped here (each update costs k forward/backward passes)
 VALIDATION_PAIRS, VALIDATION_SEED = 64, 7_331
 PER_PAIR = {"iterations": 300, "lr": 0.1}
@@ -364,6 +375,11 @@ class _Comparison:
         if "rl" in methods:
             methods["rl"]["paired"] = {other: stats.paired(matrices["rl"], matrices[other], higher)
                                        for other in methods if other != "rl"}
+        contrasts = {}
+        for name, (question, a, b) in CONTRASTS.items():
+            if a in matrices and b in matrices:
+                contrasts[name] = {"question": question, "a": a, "b": b,
+                                   **stats.paired(matrices[a], matrices[b], higher)}
         diagnostics = {}
         if "rl" in self.methods:
             for seed in self.seeds:
@@ -382,7 +398,7 @@ class _Comparison:
             "budget": {"updates": self.updates, "batch_size": self.base.batch_size,
                        "rl_env_steps": self.base.total_env_steps},
             "metric": {"name": self._score_name, "higher_is_better": higher},
-            "settings": self.settings, "methods": methods, "rl_diagnostics": diagnostics,
+            "settings": self.settings, "methods": methods, "contrasts": contrasts, "rl_diagnostics": diagnostics,
             "statistics": stats.__doc__.split("\n\n")[0] + " " + stats.paired.__doc__.split("\n")[0],
             "smoothness_sweep": sweep,
         }

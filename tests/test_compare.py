@@ -208,3 +208,31 @@ def test_intervals_are_reproducible_and_leave_numpy_alone():
     np.random.seed(5)
     assert interval(scores) == interval(scores)
     assert np.random.rand() == expected_next
+
+
+# ---------------------------------------------------------------------------------------------- the report
+def test_report_answers_every_contrast_from_the_numbers(digits_comparison, tmp_path):
+    from rl_i2it.compare import CONTRASTS
+    from rl_i2it.report import BEGIN, END, answers, readme_block, scorecard, update_readme
+
+    run_dir, comparison = digits_comparison
+    assert set(comparison["contrasts"]) == set(CONTRASTS)
+    lines = answers(comparison)
+    assert len(lines) == len(CONTRASTS)
+    for line, contrast in zip(lines, comparison["contrasts"].values()):
+        assert f"{contrast['difference']:+.3f}" in line
+        assert ("**not shown**" in line) == (not contrast["significant"])
+    card = scorecard([comparison])
+    rl, one_step = comparison["methods"]["rl"]["final"], comparison["methods"]["one_step"]["final"]
+    assert f"rl {rl:.3f} vs one-step {one_step:.3f}" in card
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{BEGIN}\nstale\n{END}\noutro\n")
+    assert update_readme(readme, [run_dir]) and not update_readme(readme, [run_dir])
+    assert readme.read_text() == f"intro\n{readme_block([run_dir])}\noutro\n"
+    with pytest.raises(UserError, match="no generated block"):
+        update_readme(_write(tmp_path / "plain.md", "no block"), [run_dir])
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
