@@ -141,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--smooth-weights", type=float, nargs="+", default=None,
                          help="registration: smoothness weights swept for one_step and cascade on a validation "
                               "split (default: the config's /3, x1, x3; one value: no sweep)")
+    compare.add_argument("--sweep", nargs="*", default=["one_step", "cascade"], choices=("one_step", "cascade"),
+                         help="which networks sweep the smoothness weight (default: both; the cascade's sweep costs "
+                              "k times the one-step network's); the others use the config's")
     compare.add_argument("--json", action="store_true", help="print comparison.json (default: a table)")
     compare.add_argument("--quiet", action="store_true", help="no progress lines")
     _settable(compare)
@@ -257,7 +260,7 @@ def _cmd_compare(args) -> int:
     comparison = run_comparison(args.task, args.preset, seeds=args.seeds, updates=args.updates, run_dir=args.run_dir,
                                 overrides=_settings(args), device=args.device, cascade_steps=args.cascade_steps,
                                 smooth_weights=args.smooth_weights, methods=args.methods,
-                                progress=not (args.quiet or args.json))
+                                progress=not (args.quiet or args.json), sweep=args.sweep)
     if args.json:
         print(json.dumps(comparison))
     else:

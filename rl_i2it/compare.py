@@ -142,7 +142,7 @@ class _Comparison:
     """One comparison's settings, run directory and evaluation task (shared by every method's evaluation)."""
 
     def __init__(self, task: str, preset: str, seeds, updates, run_dir, overrides, device, cascade_steps,
-                 smooth_weights, methods, progress):
+                 smooth_weights, methods, progress, sweep=("one_step", "cascade")):
         if task not in TASKS:
             raise UserError(f"unknown task {task!r}; choose one of: {', '.join(sorted(TASKS))}")
         self.preset = resolve_preset(preset)
@@ -180,6 +180,10 @@ class _Comparison:
         if any(w < 0 for w in smooth_weights):
             raise UserError(f"--smooth-weights must be >= 0; got {list(smooth_weights)}")
         self.smooth_weights = tuple(float(w) for w in smooth_weights)
+        unknown = [u for u in sweep if u not in ("one_step", "cascade")]
+        if unknown:
+            raise UserError(f"--sweep takes one_step and/or cascade; got {unknown}")
+        self.sweep_units = tuple(u for u in ("one_step", "cascade") if u in sweep)
         if run_dir is None:
             raise UserError("compare needs --run-dir DIR (where comparison.json and every run go)")
         self.run_dir = Path(run_dir)
@@ -187,6 +191,7 @@ class _Comparison:
                          "batch_size": base.batch_size, "total_env_steps": base.total_env_steps,
                          "overrides": {k: list(v) if isinstance(v, tuple) else v for k, v in self.overrides.items()},
                          "cascade_steps": self.cascade_steps, "smooth_weights": list(self.smooth_weights),
+                         "swept": list(self.sweep_units) if len(self.smooth_weights) > 1 else [],
                          "evaluation_steps": steps, "per_pair": PER_PAIR if self.registration else None}
         self._check_settings()
         self._eval_task = None
@@ -295,9 +300,14 @@ class _Comparison:
         return records
 
     def chosen_weight(self, unit: str) -> float | None:
-        """The smoothness weight of ``unit`` by validation Dice (trained on the first seed); sweep files cached."""
-        if len(self.smooth_weights) < 2:
-            return self.smooth_weights[0] if self.smooth_weights else None
+        """The smoothness weight of ``unit`` by validation Dice (trained on the first seed); sweep files cached. A
+        unit not swept uses the config's weight."""
+        if not self.smooth_weights:
+            return None
+        if unit not in self.sweep_units:
+            return float(self.base.smooth_weight)
+        if len(self.smooth_weights) == 1:
+            return self.smooth_weights[0]
         scores = {}
         for weight in self.smooth_weights:
             path = self.run_dir / "results" / f"sweep-{unit}-w{weight:g}.json"
@@ -421,10 +431,13 @@ def _mean_per_step(rows: list[list[float]]) -> list[float]:
 
 def run_comparison(task: str, preset: str = "auto", seeds=(0, 1, 2), updates: int | None = None, run_dir=None,
                    overrides: dict | None = None, device: str = "auto", cascade_steps: int | None = None,
-                   smooth_weights=None, methods=None, progress: bool = True) -> dict:
-    """Run (or resume) a comparison; returns what ``DIR/comparison.json`` holds (see the module docstring)."""
+                   smooth_weights=None, methods=None, progress: bool = True,
+                   sweep=("one_step", "cascade")) -> dict:
+    """Run (or resume) a comparison; returns what ``DIR/comparison.json`` holds (see the module docstring).
+    ``sweep``: which of one_step and cascade choose their smoothness weight from ``smooth_weights`` (the others
+    use the config's)."""
     return _Comparison(task, preset, seeds, updates, run_dir, overrides, device, cascade_steps, smooth_weights,
-                       methods, progress).run()
+                       methods, progress, sweep).run()
 
 
 def load_comparison(path) -> dict:

@@ -15,7 +15,8 @@ import torch
 from .config import TrainConfig, make_config
 from .device import resolve_device
 
-__all__ = ["project_root", "runs_root", "NotebookSetup", "notebook_setup", "offline_sources", "machine"]
+__all__ = ["project_root", "runs_root", "NotebookSetup", "notebook_setup", "offline_sources", "machine",
+           "chapter_comparison", "show_comparison"]
 
 
 def project_root() -> Path:
@@ -65,3 +66,43 @@ def offline_sources() -> dict[str, str]:
 def machine() -> dict[str, str]:
     return {"python": platform.python_version(), "torch": str(torch.__version__), "cpu_count": str(os.cpu_count()),
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"}
+
+
+def chapter_comparison(setup: NotebookSetup, source: str = "auto", seeds=None, updates=None,
+                       progress: bool = False) -> tuple[dict, str]:
+    """The controls of a chapter's task (``rl_i2it.compare``) -> ``(comparison, where it came from)``.
+
+    ``source``: ``"auto"`` runs a quick comparison under the smoke preset (one seed, 20 updates: it checks the
+    code, not the science) and otherwise reads the committed one, ``figures/comparisons/<task>-<preset>.json``,
+    when it exists (else runs it); ``"run"`` always runs (resuming ``runs/<task>/compare-<preset>[-u<updates>]``);
+    ``"committed"`` only reads. ``seeds``/``updates`` default to 0 and 20 at smoke, 0 1 2 and the preset's own
+    budget otherwise.
+    """
+    from .compare import load_comparison, run_comparison
+    from .errors import UserError
+
+    cfg = setup.cfg
+    smoke = cfg.preset == "smoke"
+    committed = project_root() / "figures" / "comparisons" / f"{cfg.task}-{cfg.preset}.json"
+    if source not in ("auto", "run", "committed"):
+        raise UserError(f"comparison source must be auto, run or committed; got {source!r}")
+    if source == "committed" or (source == "auto" and not smoke and committed.exists()):
+        if not committed.exists():
+            raise UserError(f"{committed} does not exist; run the comparison (source='run')")
+        return load_comparison(committed), f"committed: {committed.relative_to(project_root())}"
+    seeds = list(seeds) if seeds is not None else ([0] if smoke else [0, 1, 2])
+    updates = updates if updates is not None else (20 if smoke else None)
+    name = f"compare-{cfg.preset}" + (f"-u{updates}" if updates is not None else "")
+    run_dir = runs_root() / cfg.task / name
+    comparison = run_comparison(cfg.task, cfg.preset, seeds=seeds, updates=updates, run_dir=run_dir,
+                                device=str(setup.device), progress=progress, sweep=("one_step",))
+    return comparison, f"run here: {run_dir}"
+
+
+def show_comparison(comparison: dict, where: str = "") -> None:
+    """The comparison's table, its answers in words and the rl policy's diagnostics, as rendered markdown."""
+    from IPython.display import Markdown, display
+
+    from .report import task_section
+
+    display(Markdown(task_section(comparison, level=4) + (f"\n*Source: {where}.*" if where else "")))

@@ -95,6 +95,8 @@ def task_section(comparison: dict, level: int = 3) -> str:
         scores = ", ".join(f"{w}: {s:.3f}" for w, s in result["validation"].items())
         notes.append(f"{unit} smoothness weight {result['chosen']:g} chosen on {result['validation_items']} "
                      f"validation pairs of the training data ({scores})")
+    if sweep and "cascade" not in sweep and settings.get("smooth_weights"):
+        notes.append("cascade: the config's smoothness weight (not swept)")
     if settings.get("overrides"):
         notes.append(f"overrides {settings['overrides']}")
     body = "; ".join(notes) + ".\n\n" + comparison_table(comparison) + "\n"

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 __all__ = ["to_numpy_image", "show_images", "plot_flow", "step_panel", "learning_curves", "episode_player",
-           "plan_explorer", "method_diagram", "save_figure"]
+           "plan_explorer", "method_diagram", "save_figure", "comparison_figure"]
 
 
 def to_numpy_image(image) -> np.ndarray:
@@ -411,3 +411,38 @@ def save_figure(fig, path, runs: list[str] | None = None, config: dict | None = 
                "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), **extra}
     path.with_suffix(".json").write_text(json.dumps(sidecar, indent=2, default=str))
     return path
+
+
+def comparison_figure(comparison: dict):
+    """Two panels of a ``comparison.json``: the score per step of the multi-step methods (mean over seeds), and
+    every method's final score with its 95 % interval (the dashed line: the identity)."""
+    import matplotlib.pyplot as plt
+
+    metric = comparison["metric"]
+    methods = comparison["methods"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.4), gridspec_kw={"width_ratios": [1, 1.3]})
+    for name in ("rl", "aux_only", "cascade", "one_step_iterated", "rl_plan_shuffled", "rl_plan_zero"):
+        if name in methods and len(methods[name]["per_step"]) > 2:
+            left.plot(range(len(methods[name]["per_step"])), methods[name]["per_step"], marker="o", markersize=2,
+                      label=name, linestyle="--" if name.startswith("rl_plan") else "-")
+    if "one_step" in methods:
+        left.axhline(methods["one_step"]["final"], color="black", linewidth=0.8, label="one_step (T = 1)")
+    left.set_xlabel("step")
+    left.set_ylabel(metric["name"])
+    left.legend(fontsize=7)
+    left.set_title("per step, mean over seeds", fontsize=9)
+    names = [n for n in methods if n != "identity"]
+    finals = [methods[n]["final"] for n in names]
+    low = [methods[n]["final"] - methods[n]["ci95"][0] for n in names]
+    high = [methods[n]["ci95"][1] - methods[n]["final"] for n in names]
+    right.errorbar(range(len(names)), finals, yerr=[np.maximum(low, 0), np.maximum(high, 0)], fmt="o", capsize=3)
+    if "identity" in methods:
+        right.axhline(methods["identity"]["final"], color="grey", linestyle="--", linewidth=0.8, label="identity")
+        right.legend(fontsize=7)
+    right.set_xticks(range(len(names)))
+    right.set_xticklabels(names, rotation=35, ha="right", fontsize=7)
+    arrow = "higher" if metric["higher_is_better"] else "lower"
+    right.set_title(f"final {metric['name']} ({arrow} is better), 95 % interval; {len(comparison['seeds'])} seed(s), "
+                    f"{comparison['budget']['updates']} updates each", fontsize=9)
+    fig.tight_layout()
+    return fig
