@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 __all__ = ["to_numpy_image", "show_images", "plot_flow", "step_panel", "learning_curves", "episode_player",
-           "plan_explorer", "method_diagram", "save_figure", "comparison_figure"]
+           "plan_explorer", "method_diagram", "save_figure", "comparison_figure", "contrasts_figure"]
 
 
 def to_numpy_image(image) -> np.ndarray:
@@ -444,5 +444,31 @@ def comparison_figure(comparison: dict):
     arrow = "higher" if metric["higher_is_better"] else "lower"
     right.set_title(f"final {metric['name']} ({arrow} is better), 95 % interval; {len(comparison['seeds'])} seed(s), "
                     f"{comparison['budget']['updates']} updates each", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def contrasts_figure(frame):
+    """``report.contrast_frame`` as one panel per contrast: each task's paired difference relative to the policy's
+    own gain over the identity, with its 95 % interval; filled markers are significant."""
+    import matplotlib.pyplot as plt
+
+    contrasts = list(dict.fromkeys(frame["contrast"]))
+    tasks = list(dict.fromkeys(frame["task"]))
+    fig, axes = plt.subplots(1, len(contrasts), figsize=(3.1 * len(contrasts), 0.45 * len(tasks) + 1.6),
+                             sharey=True, squeeze=False)
+    for ax, contrast in zip(axes[0], contrasts):
+        part = frame[frame["contrast"] == contrast]
+        for _, row in part.iterrows():
+            y = tasks.index(row["task"])
+            ax.plot([row["relative_low"], row["relative_high"]], [y, y], color="tab:blue", linewidth=1.5)
+            ax.plot(row["relative"], y, "o", color="tab:blue", markerfacecolor="tab:blue" if row["significant"]
+                    else "white")
+        ax.axvline(0, color="grey", linewidth=0.8, linestyle="--")
+        ax.set_title(contrast, fontsize=8)
+        ax.set_xlabel("difference / policy's gain", fontsize=8)
+    axes[0][0].set_yticks(range(len(tasks)))
+    axes[0][0].set_yticklabels(tasks)
+    axes[0][0].invert_yaxis()
     fig.tight_layout()
     return fig
