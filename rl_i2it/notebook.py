@@ -74,7 +74,8 @@ def chapter_comparison(setup: NotebookSetup, source: str = "auto", seeds=None, u
 
     ``source``: ``"auto"`` runs a quick comparison under the smoke preset (one seed, 20 updates: it checks the
     code, not the science) and otherwise reads the committed one, ``figures/comparisons/<task>-<preset>.json``,
-    when it exists (else runs it); ``"run"`` always runs (resuming ``runs/<task>/compare-<preset>[-u<updates>]``);
+    or, when there is none at this preset, the task's committed one at another preset (said so in the returned
+    source; else runs it); ``"run"`` always runs (resuming ``runs/<task>/compare-<preset>[-u<updates>]``);
     ``"committed"`` only reads. ``seeds``/``updates`` default to 0 and 20 at smoke, 0 1 2 and the preset's own
     budget otherwise.
     """
@@ -83,13 +84,20 @@ def chapter_comparison(setup: NotebookSetup, source: str = "auto", seeds=None, u
 
     cfg = setup.cfg
     smoke = cfg.preset == "smoke"
-    committed = project_root() / "figures" / "comparisons" / f"{cfg.task}-{cfg.preset}.json"
+    folder = project_root() / "figures" / "comparisons"
+    committed = folder / f"{cfg.task}-{cfg.preset}.json"
     if source not in ("auto", "run", "committed"):
         raise UserError(f"comparison source must be auto, run or committed; got {source!r}")
-    if source == "committed" or (source == "auto" and not smoke and committed.exists()):
-        if not committed.exists():
-            raise UserError(f"{committed} does not exist; run the comparison (source='run')")
-        return load_comparison(committed), f"committed: {committed.relative_to(project_root())}"
+    if source == "committed" or (source == "auto" and not smoke):
+        if not committed.exists():  # another preset's committed comparison, named as such, before hours of training
+            others = sorted(folder.glob(f"{cfg.task}-*.json"))
+            if others:
+                return load_comparison(others[0]), (f"committed at another preset: {others[0].relative_to(project_root())}"
+                                                    f" (none at {cfg.preset}; comparison_source='run' makes it)")
+            if source == "committed":
+                raise UserError(f"{committed} does not exist; run the comparison (comparison_source='run')")
+        else:
+            return load_comparison(committed), f"committed: {committed.relative_to(project_root())}"
     seeds = list(seeds) if seeds is not None else ([0] if smoke else [0, 1, 2])
     updates = updates if updates is not None else (20 if smoke else None)
     name = f"compare-{cfg.preset}" + (f"-u{updates}" if updates is not None else "")
