@@ -128,13 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
                              description="Train and evaluate every control of a task at equal learner updates and write "
                                          "RUN_DIR/comparison.json (resumable: finished (method, seed) runs are "
                                          "reused). See rl_i2it/compare.py for what each method is.")
-    compare.add_argument("--task", default="digits", help=f"{TASK_HELP} (default: %(default)s)")
-    compare.add_argument("--preset", default="auto", help="auto (smoke if RL_I2IT_SMOKE=1, else course), smoke, "
-                                                          "course or paper (default: %(default)s)")
-    compare.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default: 0 1 2)")
-    compare.add_argument("--updates", type=int, default=None, help="learner updates per method (default: what the "
-                                                                   "preset's RL run makes)")
-    compare.add_argument("--run-dir", required=True, help="where comparison.json, every run and result go")
+    _comparison_options(compare, "where comparison.json, every run and result go")
     compare.add_argument("--methods", nargs="+", default=None, help="a subset of the methods (default: all)")
     compare.add_argument("--cascade-steps", type=int, default=None,
                          help="k, applications of the cascade (default: the policy's T, at most 10)")
@@ -146,8 +140,29 @@ def build_parser() -> argparse.ArgumentParser:
                               "k times the one-step network's); the others use the config's")
     compare.add_argument("--json", action="store_true", help="print comparison.json (default: a table)")
     compare.add_argument("--quiet", action="store_true", help="no progress lines")
+    _ray_options(compare, "every (method, seed) run", "the comparison")
     _settable(compare)
     _common(compare)
+
+    designs = sub.add_parser("designs", help="the plan-authority designs side by side: each design's rl against the "
+                                             "reference aux_only and cascade, its plan-shuffle drop and the "
+                                             "critic's rank correlation",
+                             description="Run one comparison per design (rl and aux_only with the design's config "
+                                         "fields) and a reference comparison, and write RUN_DIR/designs.json "
+                                         "(resumable). See rl_i2it/designs.py for the designs and columns.")
+    _comparison_options(designs, "where every design's comparison and designs.json go")
+    designs.add_argument("--designs", nargs="+", default=None, help="a subset of the designs (default: all of "
+                                                                    "rl_i2it.designs.DESIGNS)")
+    designs.add_argument("--reference", default=None, help="an existing comparison's run directory at the same "
+                                                           "preset, seeds and updates (default: run one in "
+                                                           "RUN_DIR/reference)")
+    designs.add_argument("--cascade-steps", type=int, default=None,
+                         help="k of the reference cascade (default: the policy's T, at most 10)")
+    designs.add_argument("--smooth-weights", type=float, nargs="+", default=None,
+                         help="registration: the reference cascade's smoothness sweep (one value: no sweep)")
+    designs.add_argument("--quiet", action="store_true", help="no progress lines")
+    _settable(designs)
+    _common(designs)
 
     report = sub.add_parser("report", help="results text from comparison.json files (the README's block)")
     report.add_argument("comparisons", nargs="+", help="comparison.json files or the directories holding them")
@@ -157,11 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Run every unfinished job of a YAML sweep spec (keys: see rl_i2it/sweep.py) "
                                        "and write a summary table; finished jobs are skipped.")
     sweep.add_argument("spec", help="the sweep spec, a YAML file")
-    sweep.add_argument("--ray", action="store_true", help="run the jobs as Ray tasks (a local Ray instance "
-                                                          "started for the sweep unless --ray-address)")
-    sweep.add_argument("--ray-address", default=None, help="address of an existing Ray cluster (implies --ray)")
-    sweep.add_argument("--ray-cpus", type=int, default=None, help="CPUs of the local Ray instance (default: all)")
-    sweep.add_argument("--ray-gpus", type=float, default=None, help="GPUs of the local Ray instance (default: all)")
+    _ray_options(sweep, "the jobs", "the sweep")
     sweep.add_argument("--dry-run", action="store_true", help="list the jobs, their run directories and "
                                                               "whether each is finished; run nothing")
     gpu = sub.add_parser("gpu-check", help="every task at smoke on CUDA: train, resume, eval, CPU load, bench, "
@@ -254,18 +265,57 @@ def _cmd_baseline(args) -> int:
     return 0
 
 
+def _comparison_options(parser, run_dir_help: str) -> None:
+    """What ``compare`` and ``designs`` share: the task, preset, seeds, budget and run directory."""
+    parser.add_argument("--task", default="digits", help=f"{TASK_HELP} (default: %(default)s)")
+    parser.add_argument("--preset", default="auto", help="auto (smoke if RL_I2IT_SMOKE=1, else course), smoke, "
+                                                         "course or paper (default: %(default)s)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default: 0 1 2)")
+    parser.add_argument("--updates", type=int, default=None, help="learner updates per trained method (default: "
+                                                                  "what the preset's RL run makes)")
+    parser.add_argument("--run-dir", required=True, help=run_dir_help)
+
+
+def _ray_options(parser, what: str, whom: str) -> None:
+    parser.add_argument("--ray", action="store_true", help=f"run {what} as Ray tasks (a local Ray instance "
+                                                           f"started for {whom} unless --ray-address)")
+    parser.add_argument("--ray-address", default=None, help="address of an existing Ray cluster (implies --ray)")
+    parser.add_argument("--ray-cpus", type=int, default=None, help="CPUs of the local Ray instance (default: all)")
+    parser.add_argument("--ray-gpus", type=float, default=None, help="GPUs of the local Ray instance (default: all)")
+
+
+def _check_ray_cpus(args) -> None:
+    if args.ray_cpus is not None and args.ray_cpus < 1:
+        raise UserError(f"--ray-cpus must be >= 1; got {args.ray_cpus}")
+
+
 def _cmd_compare(args) -> int:
     from .compare import comparison_table, run_comparison
 
+    _check_ray_cpus(args)
+    ray = ({"address": args.ray_address, "local_cpus": args.ray_cpus, "local_gpus": args.ray_gpus}
+           if args.ray or args.ray_address else None)
     comparison = run_comparison(args.task, args.preset, seeds=args.seeds, updates=args.updates, run_dir=args.run_dir,
                                 overrides=_settings(args), device=args.device, cascade_steps=args.cascade_steps,
                                 smooth_weights=args.smooth_weights, methods=args.methods,
-                                progress=not (args.quiet or args.json), sweep=args.sweep)
+                                progress=not (args.quiet or args.json), sweep=args.sweep, ray=ray)
     if args.json:
         print(json.dumps(comparison))
     else:
         print(comparison_table(comparison))
         print(f"written to {Path(args.run_dir) / 'comparison.json'}")
+    return 0
+
+
+def _cmd_designs(args) -> int:
+    from .designs import design_table, run_designs
+
+    result = run_designs(args.task, args.preset, seeds=args.seeds, run_dir=args.run_dir, designs=args.designs,
+                         reference_dir=args.reference, updates=args.updates, cascade_steps=args.cascade_steps,
+                         smooth_weights=args.smooth_weights, device=args.device, progress=not args.quiet,
+                         overrides=_settings(args))
+    print(design_table(result["rows"], result["metric"]["name"]))
+    print(f"written to {Path(args.run_dir) / 'designs.json'}")
     return 0
 
 
@@ -289,8 +339,7 @@ def _cmd_sweep(args) -> int:
             state = "finished" if job_finished(job) else "to run"
             print(f"{job.name}: {job.notebook.name} -> {job.run_dir} ({state})")
         return 0
-    if args.ray_cpus is not None and args.ray_cpus < 1:
-        raise UserError(f"--ray-cpus must be >= 1; got {args.ray_cpus}")
+    _check_ray_cpus(args)
     frame = run_sweep(spec, use_ray=args.ray or bool(args.ray_address), ray_address=args.ray_address,
                       ray_cpus=args.ray_cpus, ray_gpus=args.ray_gpus)
     print(frame.drop(columns=["run_dir"]).to_string(index=False))
@@ -332,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         return {"train": _cmd_train, "eval": _cmd_eval, "bench": _cmd_bench, "baseline": _cmd_baseline,
                 "sweep": _cmd_sweep, "gpu-check": _cmd_gpu_check, "compare": _cmd_compare,
-                "report": _cmd_report}[
+                "designs": _cmd_designs, "report": _cmd_report}[
             args.command](args)
     except UserError as error:
         print(f"rl_i2it: error: {error}", file=sys.stderr)

@@ -29,6 +29,10 @@ networks pick their smoothness weight from ``smooth_weights`` by Dice on a valid
 
 Resuming: every finished (method, seed) is a file under ``DIR/results``; an interrupted RL run resumes from its
 checkpoint under ``DIR/runs``. Running again with other settings is refused (use a new ``--run-dir``).
+
+On Ray (``--ray``, ``run_comparison(..., ray={...})``): the sweep points first (the chosen weight is needed by the
+networks), then every missing (seed, unit) as one task of 1 CPU (1 GPU on CUDA), through ``ray_pool``; each task
+writes its own result file, so the summary afterwards is the same as a sequential run's.
 """
 from __future__ import annotations
 
@@ -46,7 +50,8 @@ from .baselines import BASELINES
 from .baselines.one_step import train_one_step_network
 from .checkpoint import atomic_write_text
 from .config import TrainConfig, make_config, resolve_preset
-from .controls import PLAN_CONTROLS, OwnOutputPolicy, PerPairOptimisationPolicy, plan_effect, plan_transform
+from .controls import (PLAN_CONTROLS, OwnOutputPolicy, PerPairOptimisationPolicy, plan_effect, plan_transform,
+                       q_rank_correlation)
 from .device import resolve_device
 from .errors import UserError
 from .evaluate import EvalResult
@@ -258,15 +263,20 @@ class _Comparison:
             result = self.eval_task.evaluate(task.policy())
             records = [_record(unit, seed, result, trainer.updates, seconds, policy_parameters,
                                training_parameters=sum(task.parameter_counts().values()))]
-            if unit != "rl":
+            probe_env = self.eval_task.make_env(self.eval_task.env.sampler, 64, auto_reset=False,
+                                                seed=VALIDATION_SEED)
+            probe = self.eval_task.initial_batch(probe_env)
+            rho = q_rank_correlation(task, probe_env, probe["obs"], seed=seed)  # NaN: no plan changed the score
+            records[0]["q_rank_correlation"] = None if math.isnan(rho) else rho
+            if unit != "rl":  # aux_only: its plan's authority too (rl's comes from its rl_plan_shuffled record)
+                shuffled = self.eval_task.evaluate(task.policy(plan_transform=plan_transform("shuffled", seed)))
+                records[0]["shuffled_score"] = shuffled.score_per_step[-1]
                 return records
             records.append(_record("identity", seed, result, 0, 0.0, 0, at="identity"))
             for name in PLAN_CONTROLS:
                 controlled = self.eval_task.evaluate(task.policy(plan_transform=plan_transform(name, seed)))
                 records.append(_record(f"rl_plan_{name}", seed, controlled, trainer.updates, seconds,
                                        policy_parameters))
-            probe = self.eval_task.initial_batch(self.eval_task.make_env(self.eval_task.env.sampler, 64,
-                                                                         auto_reset=False, seed=VALIDATION_SEED))
             log = [{k: row.get(k) for k in ("updates", "alpha", "sigma", "sigma_min", "plan_mean_abs", "kl",
                                             "log_prob", "q")}
                    for row in read_metrics_jsonl(run_dir / "metrics.jsonl")]
@@ -310,19 +320,25 @@ class _Comparison:
             return self.smooth_weights[0]
         scores = {}
         for weight in self.smooth_weights:
-            path = self.run_dir / "results" / f"sweep-{unit}-w{weight:g}.json"
-            if not path.exists():
-                self.say(f"{unit}: smoothness sweep, weight {weight:g} (seed {self.seeds[0]})")
-                trained = self.train_network(self.seeds[0], unit, weight)
-                options = self.eval_task.validation_options(VALIDATION_PAIRS, VALIDATION_SEED)
-                steps = self.cascade_steps if unit == "cascade" else 1
-                validation = self.eval_task.evaluate(trained["_policy"], steps=steps, **options)
-                records = self.network_records(self.seeds[0], unit, trained, weight)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write_text(path, json.dumps({"weight": weight, "validation_score": validation.score_final,
-                                                    "records": records}))
+            path = self.train_sweep_point(unit, weight)
             scores[weight] = json.loads(path.read_text())["validation_score"]
         return max(scores, key=scores.get)
+
+    def train_sweep_point(self, unit: str, weight: float) -> Path:
+        """Train ``unit`` at smoothness ``weight`` on the first seed and score it on the validation split, unless
+        done: -> the sweep file (its validation score and its test records)."""
+        path = self.run_dir / "results" / f"sweep-{unit}-w{weight:g}.json"
+        if not path.exists():
+            self.say(f"{unit}: smoothness sweep, weight {weight:g} (seed {self.seeds[0]})")
+            trained = self.train_network(self.seeds[0], unit, weight)
+            options = self.eval_task.validation_options(VALIDATION_PAIRS, VALIDATION_SEED)
+            steps = self.cascade_steps if unit == "cascade" else 1
+            validation = self.eval_task.evaluate(trained["_policy"], steps=steps, **options)
+            records = self.network_records(self.seeds[0], unit, trained, weight)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(path, json.dumps({"weight": weight, "validation_score": validation.score_final,
+                                                "records": records}))
+        return path
 
     def run_network(self, seed: int, unit: str) -> list[dict]:
         weight = self.chosen_weight(unit)
@@ -343,22 +359,39 @@ class _Comparison:
         return [_record("per_pair_optimisation", seed, result, 0, time.perf_counter() - started, 0,
                         smooth_weight=cfg.smooth_weight, **PER_PAIR)]
 
-    def run(self) -> dict:
+    def units(self) -> list[str]:
         units = [u for u in UNITS if any(m in self.methods for m in UNITS[u])]
         if "identity" in self.methods and "rl" not in units:
             units.insert(0, "rl")  # the identity is read off rl's evaluation
-        for seed in self.seeds:
-            for unit in units:
-                if self.done(unit, seed):
-                    continue
-                self.say(f"{unit}, seed {seed} ({self.updates} updates)")
-                if unit in ("rl", "aux_only"):
-                    records = self.run_rl(seed, unit)
-                elif unit == "per_pair_optimisation":
-                    records = self.run_per_pair(seed)
-                else:
-                    records = self.run_network(seed, unit)
-                self.write(records)
+        return units
+
+    def sweep_points(self) -> list[tuple[str, float]]:
+        """The (unit, smoothness weight) trainings of the sweeps still to run."""
+        if len(self.smooth_weights) < 2:
+            return []
+        return [(unit, weight) for unit in self.sweep_units if unit in self.units() for weight in self.smooth_weights
+                if not (self.run_dir / "results" / f"sweep-{unit}-w{weight:g}.json").exists()]
+
+    def jobs(self) -> list[tuple[int, str]]:
+        """The (seed, unit) trainings still to run, in order."""
+        return [(seed, unit) for seed in self.seeds for unit in self.units() if not self.done(unit, seed)]
+
+    def run_job(self, seed: int, unit: str) -> None:
+        self.say(f"{unit}, seed {seed} ({self.updates} updates)")
+        if unit in ("rl", "aux_only"):
+            records = self.run_rl(seed, unit)
+        elif unit == "per_pair_optimisation":
+            records = self.run_per_pair(seed)
+        else:
+            records = self.run_network(seed, unit)
+        self.write(records)
+
+    def run(self, ray: dict | None = None) -> dict:
+        """Every missing run (on Ray when ``ray`` holds ``ray_session``'s keyword arguments), then the summary."""
+        if ray is not None:
+            _run_on_ray(self, ray)
+        for seed, unit in self.jobs():
+            self.run_job(seed, unit)
         comparison = self.summarise()
         atomic_write_text(self.run_dir / "comparison.json", json.dumps(comparison, indent=1))
         return comparison
@@ -382,6 +415,7 @@ class _Comparison:
                     entry[key] = records[0][key]
             methods[method] = entry
         higher = self._higher_is_better()
+        self._plan_authority(methods, higher)
         if "rl" in methods:
             methods["rl"]["paired"] = {other: stats.paired(matrices["rl"], matrices[other], higher)
                                        for other in methods if other != "rl"}
@@ -413,6 +447,25 @@ class _Comparison:
             "smoothness_sweep": sweep,
         }
 
+    def _plan_authority(self, methods: dict, higher: bool) -> None:
+        """``plan_shuffle_drop`` (the score lost when each item acts on another's plan; > 0: the plan carries
+        something) and ``q_rank_correlation`` (``controls.q_rank_correlation``) of ``rl`` and ``aux_only``, mean and
+        per seed; ``None`` where a run predates them."""
+        sign = 1.0 if higher else -1.0
+        for unit in ("rl", "aux_only"):
+            if unit not in methods:
+                continue
+            records = [self.read(unit, seed) for seed in self.seeds]
+            if unit == "rl" and "rl_plan_shuffled" in methods:
+                shuffled = [self.read("rl_plan_shuffled", seed)["score"] for seed in self.seeds]
+            else:
+                shuffled = [r.get("shuffled_score") for r in records]
+            drops = [None if b is None else sign * (r["score"] - b) for r, b in zip(records, shuffled)]
+            ranks = [r.get("q_rank_correlation") for r in records]
+            for key, values in (("plan_shuffle_drop", drops), ("q_rank_correlation", ranks)):
+                known = [v for v in values if v is not None and not math.isnan(v)]
+                methods[unit][key] = {"mean": float(np.mean(known)) if known else None, "per_seed": values}
+
     def _higher_is_better(self) -> bool:
         if not hasattr(self, "_direction"):
             probe = self.read(self.methods[0], self.seeds[0])
@@ -432,12 +485,47 @@ def _mean_per_step(rows: list[list[float]]) -> list[float]:
 def run_comparison(task: str, preset: str = "auto", seeds=(0, 1, 2), updates: int | None = None, run_dir=None,
                    overrides: dict | None = None, device: str = "auto", cascade_steps: int | None = None,
                    smooth_weights=None, methods=None, progress: bool = True,
-                   sweep=("one_step", "cascade")) -> dict:
+                   sweep=("one_step", "cascade"), ray: dict | None = None) -> dict:
     """Run (or resume) a comparison; returns what ``DIR/comparison.json`` holds (see the module docstring).
     ``sweep``: which of one_step and cascade choose their smoothness weight from ``smooth_weights`` (the others
-    use the config's)."""
-    return _Comparison(task, preset, seeds, updates, run_dir, overrides, device, cascade_steps, smooth_weights,
-                       methods, progress, sweep).run()
+    use the config's). ``ray``: run every (method, seed) as a Ray task, 1 CPU each (and 1 GPU on a CUDA
+    device); its keys: ``address`` (an existing cluster), ``local_cpus``/``local_gpus`` (bound a local
+    instance started for the comparison)."""
+    arguments = dict(task=task, preset=preset, seeds=seeds, updates=updates, run_dir=run_dir, overrides=overrides,
+                     device=device, cascade_steps=cascade_steps, smooth_weights=smooth_weights, methods=methods,
+                     progress=progress, sweep=sweep)
+    comparison = _Comparison(**arguments)
+    comparison.arguments = arguments
+    return comparison.run(ray)
+
+
+def _run_remote(job: tuple, arguments: dict) -> None:
+    """One Ray task: the sweep point ``("sweep", unit, weight)`` or the run ``("run", seed, unit)``."""
+    comparison = _Comparison(**{**arguments, "progress": False})
+    if job[0] == "sweep":
+        comparison.train_sweep_point(job[1], job[2])
+    else:
+        comparison.run_job(job[1], job[2])
+
+
+def _run_on_ray(comparison: "_Comparison", ray_options: dict) -> None:
+    """The sweep points first (the runs need the chosen weights), then every (seed, unit), each a Ray task; a
+    failed task is named and the driver goes on (what it leaves undone runs in the driver afterwards)."""
+    from .ray_pool import map_unordered, ray_session
+
+    gpus = 1.0 if comparison.device.type == "cuda" else 0.0
+    arguments = {**comparison.arguments, "device": comparison.device.type,  # a worker sees only its own GPU
+                 "run_dir": str(comparison.run_dir.resolve())}
+    with ray_session(f"compare {comparison.base.task}", 1.0, gpus, ray_options.get("address"),
+                     ray_options.get("local_cpus"), ray_options.get("local_gpus"),
+                     fix="raise --ray-cpus/--ray-gpus or use a cluster") as ray:
+        for phase in (lambda: [("sweep", u, w) for u, w in comparison.sweep_points()],
+                      lambda: [("run", seed, unit) for seed, unit in comparison.jobs()]):
+            jobs = phase()
+            for done, (job, _, error) in enumerate(map_unordered(ray, _run_remote, jobs, 1.0, gpus,
+                                                                 arguments=arguments), 1):
+                comparison.say(f"[{done}/{len(jobs)}] {' '.join(map(str, job[1:]))} "
+                               + (f"failed on Ray: {type(error).__name__}: {error}" if error else "done on Ray"))
 
 
 def load_comparison(path) -> dict:
@@ -476,4 +564,19 @@ def comparison_table(comparison: dict, digits: int = 3) -> str:
             verdict = f"{p['difference']:+.{digits}f} [{p['ci95'][0]:+.{digits}f}, {p['ci95'][1]:+.{digits}f}], {word}"
         rows.append(f"| {name} | {entry['final']:.{digits}f}{sd} | [{low:.{digits}f}, {high:.{digits}f}] | "
                     f"{entry['updates']} | {seconds:.0f} | {entry['parameters']:,} | {verdict} |")
-    return head + "\n".join(rows) + "\n"
+    return head + "\n".join(rows) + "\n" + plan_authority_line(comparison, digits)
+
+
+def plan_authority_line(comparison: dict, digits: int = 3) -> str:
+    """One line per RL method: the score lost when its plans are shuffled and the critic's rank correlation with
+    realised scores (mean over seeds); empty when the comparison predates them."""
+    lines = []
+    for unit in ("rl", "aux_only"):
+        entry = comparison["methods"].get(unit, {})
+        drop, rank = entry.get("plan_shuffle_drop", {}), entry.get("q_rank_correlation", {})
+        if drop.get("mean") is None and rank.get("mean") is None:
+            continue
+        text = lambda v: "n/a" if v is None else f"{v:+.{digits}f}"  # noqa: E731
+        lines.append(f"\n{unit}: score lost when plans are shuffled {text(drop.get('mean'))}; rank correlation of "
+                     f"min Q(s, p) with the score after acting on p (8 plans per state) {text(rank.get('mean'))}")
+    return "".join(lines) + ("\n" if lines else "")

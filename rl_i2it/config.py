@@ -67,6 +67,11 @@ class TrainConfig:
     critic_widths: tuple[int, ...] = (16, 32, 64, 64)  #: the critic's encoder levels
     plan_channels: int = 4  #: plan = plan_channels x grid numbers
     actor_skips: bool = True  #: the actor also sees the planner's skip features (the authors' U-Net)
+    # --- plan authority (the designs that make the plan and the critic matter; defaults: the authors' design)
+    plan_kl: str = "full"  #: "full": KL(π ‖ N(0, I)), which pins σ at 1; "mean": ½|μ|² only, σ left to α; "none"
+    skip_source: str = "state"  #: "state": skips of the whole state; "condition": of the conditioning image only
+    skip_dropout: float = 0.0  #: each learner-batch item's skips zeroed with this probability
+    plan_gate: bool = False  #: a step scaled by a gain in [0, 1] read from the plan alone (step-type actions)
     reward_mode: str = "improvement"  #: "improvement" (score gain + done bonus) or the authors' "absolute" score
     reward_scale: float = 1.0  #: reward per unit of score
 
@@ -87,6 +92,10 @@ class TrainConfig:
             (self.image_size >= 1, f"image_size must be >= 1; got {self.image_size}"),
             (len(self.planner_widths) >= 1, f"planner_widths must name at least one level; got {self.planner_widths}"),
             (self.plan_channels >= 1, f"plan_channels must be >= 1; got {self.plan_channels}"),
+            (self.plan_kl in PLAN_KL_MODES, f"unknown plan_kl {self.plan_kl!r}; use one of {PLAN_KL_MODES}"),
+            (self.skip_source in SKIP_SOURCES, f"unknown skip_source {self.skip_source!r}; use one of "
+                                               f"{SKIP_SOURCES}"),
+            (0.0 <= self.skip_dropout < 1.0, f"skip_dropout is a probability in [0, 1); got {self.skip_dropout}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -102,6 +111,8 @@ class TrainConfig:
 
 
 REWARD_MODES = ("improvement", "absolute")
+PLAN_KL_MODES = ("full", "mean", "none")
+SKIP_SOURCES = ("state", "condition")
 AMP_MODES = ("off", "bf16")
 
 #: CPU settings of the registration tasks' smoke and course presets (tuned for time to quality on a 2-core CPU, see

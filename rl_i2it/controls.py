@@ -14,18 +14,24 @@ name                                  meaning
 ``PerPairOptimisationPolicy(...)``    registration without learning: one step, the field optimised
                                       for each pair by Adam on the task's loss (``optimise_fields``)
 ``plan_effect(task, obs)``            relative change of the action when the plan is zeroed / shuffled
+``q_rank_correlation(task, env, obs)``  does the critic know which plan is better? Spearman's rank
+                                      correlation between min Q(s, p_k) and the score after acting on
+                                      p_k, over plans drawn from π(.|s), averaged over states
 ====================================  ===============================================================
 """
 from __future__ import annotations
 
+import copy
 from typing import Any, Callable
 
+import numpy as np
 import torch
 
 from .nn.field_optimisation import optimise_fields
 from .policy import PlannerPolicy, eval_mode
 
-__all__ = ["PLAN_CONTROLS", "plan_transform", "OwnOutputPolicy", "PerPairOptimisationPolicy", "plan_effect"]
+__all__ = ["PLAN_CONTROLS", "plan_transform", "OwnOutputPolicy", "PerPairOptimisationPolicy", "plan_effect",
+           "q_rank_correlation"]
 
 
 def _zero(seed: int) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -109,3 +115,33 @@ def plan_effect(task, obs: torch.Tensor) -> dict[str, float]:
             action, _ = policy.act(obs)
             out[name] = ((action - reference).norm() / reference.norm().clamp_min(1e-12)).item()
     return out
+
+
+@torch.no_grad()
+def q_rank_correlation(task, env, obs: torch.Tensor, plans_per_state: int = 8, seed: int = 0) -> float:
+    """Does the critic rank plans as acting on them does? For each state of ``obs`` (the ``B`` episodes ``env``
+    holds, ``auto_reset=False``), ``plans_per_state`` plans are drawn from π(.|s); each is scored by
+    ``min(Q1, Q2)(s, p_k)`` and acted on from the same state (the env restored in between), giving the score after
+    the step. Returns the mean over states of Spearman's ρ between the two (the score before the step is the same
+    for every k, so ranking the score after ranks the score change); states where every plan scores the same are
+    left out; NaN when all are. ``env`` is left as it was."""
+    from scipy.stats import spearmanr
+
+    generator = torch.Generator(device=obs.device).manual_seed(seed)
+    saved = env.state_dict()
+    q_values, scores = [], []
+    with eval_mode(task.planner, task.actor, task.critic):
+        dist, skips, hidden = task.planner(obs)
+        for _ in range(plans_per_state):
+            plan = dist.mean + dist.base_dist.scale * torch.randn(dist.mean.shape, generator=generator,
+                                                                  device=obs.device)
+            q1, q2 = task.critic(obs, plan)
+            env.load_state_dict(copy.deepcopy(saved))
+            _, _, _, _, info = env.step(task.actor(plan, skips).float())
+            q_values.append(torch.minimum(q1, q2).float().cpu())
+            scores.append(info["score"].float().cpu())
+    env.load_state_dict(copy.deepcopy(saved))
+    q, score = torch.stack(q_values, 1).numpy(), torch.stack(scores, 1).numpy()  # (B, K) each
+    rhos = [spearmanr(q[i], score[i]).statistic for i in range(len(q))
+            if np.ptp(score[i]) > 0 and np.ptp(q[i]) > 0]
+    return float(np.mean(rhos)) if rhos else float("nan")

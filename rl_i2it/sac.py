@@ -10,6 +10,8 @@ function                                               returns
 ``actor_loss(q1, q2, log_prob, alpha)``                scalar: ``mean(α log π - min(q1, q2))``
 ``alpha_loss(log_alpha, log_prob, target_entropy)``    scalar: moves α so the entropy meets its target
 ``kl_to_standard_normal(dist)``                        ``(B,)``: KL(π(.|s) ‖ N(0, I)), keeps plans bounded
+``plan_regulariser(dist, mode)``                       ``(B,)``: that KL (``full``), its mean part ½|μ|²
+                                                       (``mean``: σ left to the temperature) or 0 (``none``)
 ``soft_update(target, source, tau)``                   in place: ``θ' ← θ' + τ (θ - θ')``
 =====================================================  ====================================================
 
@@ -23,7 +25,7 @@ from torch import nn
 from torch.distributions import Independent, Normal, kl_divergence
 
 __all__ = ["target_entropy", "td_target", "critic_loss", "actor_loss", "alpha_loss", "kl_to_standard_normal",
-           "soft_update"]
+           "plan_regulariser", "soft_update"]
 
 
 def _check_batch(**tensors: torch.Tensor) -> int:
@@ -78,6 +80,20 @@ def kl_to_standard_normal(dist: Independent) -> torch.Tensor:
     base = dist.base_dist
     prior = Independent(Normal(torch.zeros_like(base.loc), torch.ones_like(base.scale)), 1)
     return kl_divergence(dist, prior)
+
+
+def plan_regulariser(dist: Independent, mode: str = "full") -> torch.Tensor:
+    """The plan's bound, ``(B,)``. ``full``: ``KL(dist ‖ N(0, I))``, whose gradient in σ is σ - 1/σ: zero at σ = 1,
+    so with σ <= 1 it holds σ at its bound and the temperature never has anything to regulate. ``mean``: ``½|μ|²``,
+    the KL's mean part alone: it bounds the plan and leaves σ to the entropy term and α. ``none``: zero."""
+    if mode == "full":
+        return kl_to_standard_normal(dist)
+    mean = dist.base_dist.loc
+    if mode == "mean":
+        return 0.5 * mean.pow(2).sum(-1)
+    if mode == "none":
+        return mean.new_zeros(mean.shape[0])
+    raise ValueError(f"unknown plan regulariser {mode!r}; use 'full', 'mean' or 'none'")
 
 
 @torch.no_grad()

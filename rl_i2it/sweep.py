@@ -537,53 +537,21 @@ def run_sweep(spec: SweepSpec, use_ray: bool = False, ray_address: str | None = 
 
 def _run_on_ray(todo: list[Job], spec: SweepSpec, kwargs: dict, address: str | None, cpus: int | None,
                 gpus: float | None, progress) -> dict[str, dict]:
-    try:
-        import ray
-    except ImportError:
-        raise UserError("--ray needs Ray; install it with: pip install 'rl_i2it[sweep]' (or pip install "
-                        "'ray[default]')") from None
-    started_here = not ray.is_initialized()
-    if started_here and not address and ((cpus is not None and spec.cpus > cpus) or
-                                          (gpus is not None and spec.gpus > gpus)):
-        raise UserError(f"sweep spec {spec.source}: resources ask {spec.cpus:g} CPU and {spec.gpus:g} GPU per job, "
-                        f"but the local Ray instance would have {cpus if cpus is not None else 'all'} CPU and "
-                        f"{gpus if gpus is not None else 'all'} GPU; lower 'resources' or raise --ray-cpus/--ray-gpus")
-    if started_here:
-        options = dict(include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
-        if address:
-            ray.init(address=address, **options)
-        else:
-            ray.init(num_cpus=cpus, num_gpus=gpus, **options)
-    available = ray.cluster_resources()
-    if spec.cpus > available.get("CPU", 0) or spec.gpus > available.get("GPU", 0):
-        if started_here:
-            ray.shutdown()
-        raise UserError(f"sweep spec {spec.source}: resources ask {spec.cpus:g} CPU and {spec.gpus:g} GPU per "
-                        f"job, but the Ray cluster has {available.get('CPU', 0):g} CPU and "
-                        f"{available.get('GPU', 0):g} GPU; lower 'resources' or use a bigger cluster")
-    try:
-        remote = ray.remote(num_cpus=spec.cpus, num_gpus=spec.gpus, max_retries=0)(run_job)
-        pending = {remote.remote(job, **kwargs): job for job in todo}
-        records, done = {}, 0
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            for ref in ready:
-                job = pending.pop(ref)
-                try:
-                    record = ray.get(ref)
-                except ray.exceptions.RayError as error:  # the worker itself died: record it, keep going
-                    record = {"job": job.name, "status": "failed", "attempts": 1, "duration_s": None,
-                              "wall_s": None, "error": f"Ray worker failed: {type(error).__name__}",
-                              "metrics": {}}
-                records[job.name] = record
-                done += 1
-                wall = f"{record['wall_s']:.1f} s" if record.get("wall_s") is not None else "?"
-                progress(f"[{done}/{len(todo)}] {job.name}: {record['status']} after {record['attempts']} "
-                         f"attempt(s), {wall}" + (f" ({record['error']})" if record.get("error") else ""))
-        return records
-    finally:
-        if started_here:
-            ray.shutdown()
+    from .ray_pool import map_unordered, ray_session
+
+    records = {}
+    with ray_session(f"sweep spec {spec.source}", spec.cpus, spec.gpus, address, cpus, gpus,
+                     fix="lower 'resources' or raise --ray-cpus/--ray-gpus (or use a bigger cluster)") as ray:
+        finished = map_unordered(ray, run_job, todo, spec.cpus, spec.gpus, **kwargs)
+        for done, (job, record, error) in enumerate(finished, 1):
+            if error is not None:  # the worker itself died: record it, keep going
+                record = {"job": job.name, "status": "failed", "attempts": 1, "duration_s": None,
+                          "wall_s": None, "error": f"Ray worker failed: {type(error).__name__}", "metrics": {}}
+            records[job.name] = record
+            wall = f"{record['wall_s']:.1f} s" if record.get("wall_s") is not None else "?"
+            progress(f"[{done}/{len(todo)}] {job.name}: {record['status']} after {record['attempts']} "
+                     f"attempt(s), {wall}" + (f" ({record['error']})" if record.get("error") else ""))
+    return records
 
 
 # ------------------------------------------------------------------------------------------------ summary

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from . import sac
+from .actor import drop_skips
 from .buffer import ReplayBuffer
 from .checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from .config import TrainConfig, check_field_types, from_yaml, to_yaml
@@ -243,13 +244,16 @@ class Trainer:
             plan = sample_plan(dist, self.policy_generator)  # reparameterised: gradients reach the planner
             # log π here, before the actor: the graph's order fixes the order gradients are summed in
             log_prob = dist.log_prob(plan)
+            if cfg.skip_dropout > 0:  # the skip-dropout design: some items must be acted on from the plan alone
+                skips = drop_skips(skips, cfg.skip_dropout, self.policy_generator)
             action = self.actor(plan, skips).float()
             # the adversary (a discriminator) first, on this update's actions detached; then the auxiliary loss
             adversary_logs = adversary_update(self.task, batch, action, self.updates, cfg.grad_clip)
             aux = self.task.aux_loss(batch, plan, action, self.updates)
         aux_loss = aux.loss.float()
-        kl = sac.kl_to_standard_normal(dist).mean()
-        loss = cfg.aux_weight * aux_loss + cfg.kl_weight * kl
+        kl = sac.kl_to_standard_normal(dist).mean()  # logged whatever bounds the plan
+        bound = kl if cfg.plan_kl == "full" else sac.plan_regulariser(dist, cfg.plan_kl).mean()
+        loss = cfg.aux_weight * aux_loss + cfg.kl_weight * bound
         s = self.stats
         if self.updates % cfg.actor_every == 0:
             # the authors' bug, kept for teaching: sample() instead of rsample() cuts -Q off the planner

@@ -73,6 +73,13 @@ def test_every_method_every_seed_at_equal_updates(digits_comparison):
         assert set(diagnostics["action_change"]) == {"zero", "shuffled", "prior"}
         assert {"alpha", "sigma", "sigma_min", "plan_mean_abs", "kl"} <= set(diagnostics["log"][-1])
         assert 0 < diagnostics["log"][-1]["sigma_min"] <= diagnostics["log"][-1]["sigma"]
+    # plan authority of both RL methods: rl's shuffle drop is its score minus rl_plan_shuffled's, seed by seed
+    for unit in ("rl", "aux_only"):
+        drop, rank = methods[unit]["plan_shuffle_drop"], methods[unit]["q_rank_correlation"]
+        assert len(drop["per_seed"]) == len(rank["per_seed"]) == 3 and None not in drop["per_seed"]
+        assert all(r is None or -1 <= r <= 1 for r in rank["per_seed"])
+    assert methods["rl"]["plan_shuffle_drop"]["per_seed"] == pytest.approx(
+        [a - b for a, b in zip(methods["rl"]["per_seed"], methods["rl_plan_shuffled"]["per_seed"])])
     # the smoothness sweep: both weights scored on validation pairs; the chosen one is used for every seed
     sweep = comparison["smoothness_sweep"]
     for unit in ("one_step", "cascade"):
@@ -236,3 +243,26 @@ def test_report_answers_every_contrast_from_the_numbers(digits_comparison, tmp_p
 def _write(path, text):
     path.write_text(text)
     return path
+
+
+def test_missing_runs_and_sweep_points_run_as_ray_tasks(digits_comparison, tmp_path, capsys):
+    ray = pytest.importorskip("ray")
+    import shutil
+
+    run_dir, comparison = digits_comparison
+    copy = tmp_path / "digits"
+    shutil.copytree(run_dir, copy)
+    removed = ["aux_only-seed1.json", "one_step-seed2.json", "one_step_iterated-seed2.json", "sweep-cascade-w1.json"]
+    for name in removed:
+        (copy / "results" / name).unlink()
+    again = run_comparison("digits", "smoke", seeds=(0, 1, 2), updates=6, run_dir=copy, overrides=overrides("digits"),
+                           device="cpu", cascade_steps=2, smooth_weights=(0.5, 1.0), progress=True,
+                           ray={"local_cpus": 2})
+    out = capsys.readouterr().out
+    assert not ray.is_initialized(), "the local instance started for the comparison is shut down after it"
+    assert "cascade 1.0 done on Ray" in out and "1 aux_only done on Ray" in out and "2 one_step done on Ray" in out
+    assert all((copy / "results" / name).exists() for name in removed)
+    for method in ("aux_only", "one_step", "one_step_iterated", "cascade"):  # the same seeds train the same nets
+        assert again["methods"][method]["per_seed"] == pytest.approx(comparison["methods"][method]["per_seed"],
+                                                                     rel=1e-4), method
+    assert again["smoothness_sweep"] == comparison["smoothness_sweep"]

@@ -75,10 +75,11 @@ def test_parameters_cell(path):
     lines = cell.source.splitlines()
     values = {}
     for statement in tree.body:
-        assert isinstance(statement, ast.Assign) and len(statement.targets) == 1 \
-            and isinstance(statement.targets[0], ast.Name), \
-            f"{path.name}: parameters cell line {statement.lineno} is not a plain `name = literal` assignment"
-        name = statement.targets[0].id
+        assert isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name) \
+            and statement.value is not None, \
+            f"{path.name}: parameters cell line {statement.lineno} is not an annotated `name: type = literal` " \
+            f"assignment (papermill --help-notebook shows the type)"
+        name = statement.target.id
         try:
             values[name] = ast.literal_eval(statement.value)
         except ValueError:
@@ -88,6 +89,9 @@ def test_parameters_cell(path):
             f"{path.name}: parameter {name!r} needs a comment saying what it does (`{name} = ...  # ...`)"
         assert statement.lineno == statement.end_lineno and line.count("=") == 1, \
             f"{path.name}: papermill skips parameter lines with more than one '=' or spanning lines: {line!r}"
+    assert all(len(line) <= 99 for line in lines), \
+        f"{path.name}: parameters cell lines over 99 characters overflow JupyterLab at 1,400 px; move detail to a " \
+        f"comment line above"
     missing = [name for name in REQUIRED_PARAMETERS if name not in values]
     assert not missing, f"{path.name}: parameters cell lacks {missing}"
     for name, default in REQUIRED_DEFAULTS.items():
@@ -144,6 +148,7 @@ def test_papermill_inspection_lists_parameters(path):
     assert found["preset"]["default"] == '"auto"'
     for name, info in found.items():
         assert info["help"], f"{path.name}: papermill shows no help for {name!r} (the comment after its value)"
+        assert info["inferred_type_name"] not in ("None", ""), f"{path.name}: papermill shows no type for {name!r}"
 
 
 def test_papermill_help_notebook_cli():

@@ -204,3 +204,9 @@ class WholeImageTask(Task):
         return {"index": info["index"], "current": obs[:, -3:], "next_current": next_obs[:, -3:], "plan": plan,
                 "reward": reward, "terminated": terminated}
 
+
+
+def skip_condition(cfg: TrainConfig, condition: nn.Module) -> nn.Module | None:
+    """The planner's ``condition`` (what the actor's skips may read) under ``skip_source="condition"``, the
+    bottleneck design; ``None`` (skips of the whole state) otherwise or when the actor has no skips."""
+    return condition if cfg.skip_source == "condition" and cfg.actor_skips else None

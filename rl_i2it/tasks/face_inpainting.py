@@ -44,9 +44,9 @@ from ..errors import UserError
 from ..evaluate import EvalResult, item_scores_of, metric_table
 from ..nn.discriminator import PatchDiscriminator, adversarial_loss
 from ..nn.functional import psnr
-from ..planner import Planner, as_float_image
+from ..planner import MaskedImage, Planner, as_float_image
 from ..policy import Policy, rollout
-from .base import Adversary, AuxOut, Task, evaluation_steps
+from .base import Adversary, AuxOut, Task, evaluation_steps, skip_condition
 
 __all__ = ["FaceConfig", "FaceInpaintingTask", "PatchActor", "ring_weights", "inpainting_metrics", "rollout_inpainting"]
 
@@ -182,8 +182,9 @@ class FaceInpaintingTask(Task):
         self.data_source, self.data_note = train.source, train.note
         self.env = self.make_env(FaceSampler(train.images.to(device)), cfg.num_envs, auto_reset=True, seed=cfg.seed)
         shape = (cfg.image_size, cfg.image_size)
-        self.planner = Planner(4, shape, cfg.planner_widths, cfg.plan_channels).to(device)
-        decoder = Actor(self.planner, out_channels=3, head="image", use_skips=cfg.actor_skips)
+        self.planner = Planner(4, shape, cfg.planner_widths, cfg.plan_channels,
+                               condition=skip_condition(cfg, MaskedImage())).to(device)  # the image around the hole
+        decoder = Actor(self.planner, out_channels=3, head="image", use_skips=cfg.actor_skips, gate=cfg.plan_gate)
         self.actor = PatchActor(decoder, self.hole).to(device)
         self.critic = TwinCritic(self.planner, cfg.critic_widths).to(device)
         self.critic_target = make_target(self.critic)

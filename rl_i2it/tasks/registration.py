@@ -14,8 +14,8 @@ from ..critic import TwinCritic, make_target
 from ..envs.registration import PairSampler, RegistrationEnv
 from ..nn.functional import ncc, smoothness_loss, warp
 from ..errors import UserError
-from ..planner import Planner, as_float_image
-from .base import AuxOut, Task
+from ..planner import ChannelSlice, Planner, as_float_image
+from .base import AuxOut, Task, skip_condition
 
 __all__ = ["RegistrationTask", "check_registration"]
 
@@ -45,9 +45,10 @@ class RegistrationTask(Task):
         self.cfg, self.device = cfg, device
         self.image_shape = tuple(train_sampler.image_shape)
         self.env = self.make_env(train_sampler, cfg.num_envs, auto_reset=True, seed=cfg.seed)
-        self.planner = Planner(2, self.image_shape, cfg.planner_widths, cfg.plan_channels).to(device)
+        self.planner = Planner(2, self.image_shape, cfg.planner_widths, cfg.plan_channels,
+                               condition=skip_condition(cfg, ChannelSlice(0, 1))).to(device)  # the fixed image
         self.actor = Actor(self.planner, out_channels=len(self.image_shape), head="flow",
-                           max_step=cfg.max_step, use_skips=cfg.actor_skips).to(device)
+                           max_step=cfg.max_step, use_skips=cfg.actor_skips, gate=cfg.plan_gate).to(device)
         self.critic = TwinCritic(self.planner, cfg.critic_widths).to(device)
         self.critic_target = make_target(self.critic)
 

@@ -197,10 +197,11 @@ class VideoActor(nn.Module):
 
     EPS = 1e-3  # the logit of 0 or 1 is infinite: the current image is clamped into [EPS, 1 - EPS] first
 
-    def __init__(self, planner: VideoPlanner, use_skips: bool = True, max_logit_step: float = 4.0):
+    def __init__(self, planner: VideoPlanner, use_skips: bool = True, max_logit_step: float = 4.0,
+                 gate: bool = False):
         super().__init__()
         self.decoder = Actor(planner.base, out_channels=3, head="flow", max_step=max_logit_step,
-                             use_skips=use_skips)
+                             use_skips=use_skips, gate=gate)
 
     def forward(self, plan: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
         current = skips[0][:, 3:6].clamp(self.EPS, 1 - self.EPS)
@@ -304,6 +305,10 @@ class VideoStyleTask(Task):
     log_names = ("aux_style_total", "aux_temporal")
 
     def __init__(self, cfg: VideoStyleConfig, device: torch.device):
+        if cfg.skip_source != "state" or cfg.skip_dropout > 0:  # skips[-1] carries the memory codes, not features
+            raise UserError(f"video_style supports plan_gate and plan_kl but not skip_source={cfg.skip_source!r} or "
+                            f"skip_dropout={cfg.skip_dropout} (its skips also carry the frame memory); use "
+                            f"skip_source=state, skip_dropout=0")
         self.cfg, self.device = cfg, device
         self.train_videos = self.videos("train")
         self.sampler = ClipSampler.from_videos(self.train_videos, cfg.clip_frames, device)
@@ -315,7 +320,7 @@ class VideoStyleTask(Task):
                                     cfg.frame_state).to(device)
         self.codec = self.planner.codec
         self.env = self.make_env(self.sampler, cfg.num_envs, auto_reset=True, seed=cfg.seed)
-        self.actor = VideoActor(self.planner, cfg.actor_skips, cfg.max_logit_step).to(device)
+        self.actor = VideoActor(self.planner, cfg.actor_skips, cfg.max_logit_step, cfg.plan_gate).to(device)
         self.critic = VideoCritic(self.planner, cfg.critic_widths).to(device)
         self.critic_target = make_target(self.critic)
         self.aux_generator = torch.Generator(device=device).manual_seed(cfg.seed + 3)
