@@ -8,11 +8,13 @@ rewritten by ``python -m rl_i2it report --readme README.md figures/comparisons/*
 ``diagnostics_line(comparison)``    the rl policy's plan distribution and the plan's effect on the action
 ``task_section(comparison)``        a task's heading, protocol line, table, answers and diagnostics
 ``scorecard(comparisons)``          the paper's claim per task beside what the controls measured
-``readme_block(paths)``             every section + the scorecard, as the README holds it
+``readme_block(paths)``             every section + the scorecard, as the README holds it (and the
+                                    plan-authority designs' tables of any ``designs.json`` among them)
 ==================================  ====================================================================
 """
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -147,15 +149,33 @@ def scorecard(comparisons: list[dict]) -> str:
     return "\n".join(rows) + "\n"
 
 
+def _task_order(result: dict) -> tuple:
+    return (ORDER.index(result["task"]) if result["task"] in ORDER else len(ORDER), result["preset"])
+
+
+def designs_section(result: dict, level: int = 3) -> str:
+    """A ``designs.json``'s heading, budget line and table (``designs.design_table``)."""
+    from .designs import design_table
+
+    budget = result["budget"]
+    head = (f"{'#' * level} Plan-authority designs: {result['task']} — {result['preset']} preset, "
+            f"{len(result['seeds'])} seed(s), {budget['updates']} learner updates at batch {budget['batch_size']}\n\n")
+    return head + design_table(result["rows"], result["metric"]["name"]) + "\n"
+
+
 def readme_block(paths) -> str:
     """The README's generated block: the scorecard, then every task's section, from ``paths`` (comparison.json
-    files or directories), in the paper's task order (``ORDER``)."""
-    comparisons = sorted((load_comparison(p) for p in paths),
-                         key=lambda c: (ORDER.index(c["task"]) if c["task"] in ORDER else len(ORDER), c["preset"]))
+    files or directories), in the paper's task order (``ORDER``); ``designs.json`` files add their tables after."""
+    paths = [Path(p) for p in paths]
+    design_files = [p for p in paths if p.suffix == ".json" and "rows" in json.loads(p.read_text())]
+    comparisons = sorted((load_comparison(p) for p in paths if p not in design_files), key=_task_order)
     if not comparisons:
         raise UserError("no comparison.json given; pass files written by python -m rl_i2it compare")
     text = "### Reproduction scorecard\n\n" + scorecard(comparisons) + "\n"
     text += "\n".join(task_section(c) for c in comparisons)
+    designs = sorted((json.loads(p.read_text()) for p in design_files), key=_task_order)
+    if designs:
+        text += "\n" + "\n".join(designs_section(d) for d in designs)
     return f"{BEGIN}\n{text.rstrip()}\n{END}"
 
 
