@@ -571,12 +571,16 @@ def plan_authority_line(comparison: dict, digits: int = 3) -> str:
     """One line per RL method: the score lost when its plans are shuffled and the critic's rank correlation with
     realised scores (mean over seeds); empty when the comparison predates them."""
     lines = []
+    methods = comparison["methods"]
     for unit in ("rl", "aux_only"):
-        entry = comparison["methods"].get(unit, {})
+        entry = methods.get(unit, {})
         drop, rank = entry.get("plan_shuffle_drop", {}), entry.get("q_rank_correlation", {})
+        if not drop and unit == "rl" and "rl_plan_shuffled" in methods:  # a comparison from before the field
+            sign = 1.0 if comparison["metric"]["higher_is_better"] else -1.0
+            drop = {"mean": sign * (entry["final"] - methods["rl_plan_shuffled"]["final"])}
         if drop.get("mean") is None and rank.get("mean") is None:
             continue
-        text = lambda v: "n/a" if v is None else f"{v:+.{digits}f}"  # noqa: E731
+        text = lambda v: "not measured" if v is None else f"{v:+.{digits}f}"  # noqa: E731
         lines.append(f"\n{unit}: score lost when plans are shuffled {text(drop.get('mean'))}; rank correlation of "
                      f"min Q(s, p) with the score after acting on p (8 plans per state) {text(rank.get('mean'))}")
     return "".join(lines) + ("\n" if lines else "")
