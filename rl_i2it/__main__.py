@@ -315,7 +315,12 @@ def _cmd_designs(args) -> int:
                          smooth_weights=args.smooth_weights, device=args.device, progress=not args.quiet,
                          overrides=_settings(args))
     print(design_table(result["rows"], result["metric"]["name"]))
-    print(f"written to {Path(args.run_dir) / 'designs.json'}")
+    from .viz import alpha_sigma_traces, save_figure
+
+    figure = save_figure(alpha_sigma_traces(result["rows"]), Path(args.run_dir) / "alpha_sigma.png",
+                         runs=[str(Path(args.run_dir) / r["design"]) for r in result["rows"]], seed=None,
+                         seeds=result["seeds"])
+    print(f"written to {Path(args.run_dir) / 'designs.json'} and {figure}")
     return 0
 
 

@@ -14,7 +14,8 @@ column                      meaning
 ``final``, ``ci95``         ``rl``'s score under the design (mean over seeds, 95 % interval)
 ``plan_shuffle_drop``       the score lost when each item acts on another item's plan (> 0: the plan carries something)
 ``q_rank_correlation``      Spearman's ρ of min Q(s, p) with the score after acting on p, 8 plans per state
-``alpha``, ``sigma``        α and the plan's σ (mean) at the last log row, mean over seeds
+``alpha``, ``sigma``        α and the plan's σ (mean) at the last log row, mean over seeds (``traces``: every log
+                            row's α, σ and σ_min per seed, for ``viz.alpha_sigma_traces``)
 ``vs_aux_only``             paired verdict of the design's ``rl`` against the reference ``aux_only``
 ``vs_cascade``              the same against the reference ``cascade``
 ``vs_own_aux_only``         against ``aux_only`` trained with the same design (does RL add anything to it?)
@@ -87,7 +88,9 @@ def design_rows(reference_dir, design_dirs: dict[str, Path]) -> list[dict]:
                "plan_shuffle_drop": entry.get("plan_shuffle_drop", {}).get("mean"),
                "q_rank_correlation": entry.get("q_rank_correlation", {}).get("mean"),
                "alpha": _last(comparison, "alpha"), "sigma": _last(comparison, "sigma"),
-               "sigma_min": _last(comparison, "sigma_min")}
+               "sigma_min": _last(comparison, "sigma_min"),
+               "traces": {seed: [{k: r.get(k) for k in ("updates", "alpha", "sigma", "sigma_min")} for r in d["log"]]
+                          for seed, d in comparison.get("rl_diagnostics", {}).items() if d and d.get("log")}}
         for control, matrix in controls.items():
             row[f"vs_{control}"] = stats.paired(rl, matrix, higher)
         if "aux_only" in comparison["methods"]:

@@ -26,7 +26,8 @@ import numpy as np
 import torch
 
 __all__ = ["to_numpy_image", "show_images", "plot_flow", "step_panel", "learning_curves", "episode_player",
-           "plan_explorer", "method_diagram", "save_figure", "comparison_figure", "contrasts_figure"]
+           "plan_explorer", "method_diagram", "save_figure", "comparison_figure", "contrasts_figure",
+           "alpha_sigma_traces"]
 
 
 def to_numpy_image(image) -> np.ndarray:
@@ -470,5 +471,33 @@ def contrasts_figure(frame):
     axes[0][0].set_yticks(range(len(tasks)))
     axes[0][0].set_yticklabels(tasks)
     axes[0][0].invert_yaxis()
+    fig.tight_layout()
+    return fig
+
+
+def alpha_sigma_traces(rows: list[dict]):
+    """``designs.design_rows`` as three panels over learner updates: α (log scale), the plan's mean σ and its
+    minimum, one line per design (mean over seeds; the band spans the seeds). Does the temperature regulate
+    anything, and does σ leave its bound?"""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.0))
+    for row in rows:
+        traces = [t for t in row.get("traces", {}).values() if t]
+        if not traces:
+            continue
+        length = min(len(t) for t in traces)
+        updates = [traces[0][k]["updates"] for k in range(length)]
+        for ax, key in zip(axes, ("alpha", "sigma", "sigma_min")):
+            values = np.array([[t[k][key] if t[k][key] is not None else np.nan for k in range(length)]
+                               for t in traces], dtype=float)
+            line, = ax.plot(updates, np.nanmean(values, 0), label=row["design"])
+            ax.fill_between(updates, np.nanmin(values, 0), np.nanmax(values, 0), color=line.get_color(), alpha=0.15)
+    axes[0].set_yscale("log")
+    for ax, title in zip(axes, ("α (temperature)", "σ, mean over plan numbers", "σ, minimum")):
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("learner updates", fontsize=8)
+    axes[1].axhline(1.0, color="grey", linestyle="--", linewidth=0.8)  # the bound σ <= 1
+    axes[0].legend(fontsize=7)
     fig.tight_layout()
     return fig
