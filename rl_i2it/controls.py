@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from .nn.field_optimisation import optimise_fields
+from .planner import sample_plan
 from .policy import PlannerPolicy, eval_mode
 
 __all__ = ["PLAN_CONTROLS", "plan_transform", "OwnOutputPolicy", "PerPairOptimisationPolicy", "plan_effect",
@@ -131,10 +132,9 @@ def q_rank_correlation(task, env, obs: torch.Tensor, plans_per_state: int = 8, s
     saved = env.state_dict()
     q_values, scores = [], []
     with eval_mode(task.planner, task.actor, task.critic):
-        dist, skips, hidden = task.planner(obs)
+        dist, skips, _ = task.planner(obs)
         for _ in range(plans_per_state):
-            plan = dist.mean + dist.base_dist.scale * torch.randn(dist.mean.shape, generator=generator,
-                                                                  device=obs.device)
+            plan = sample_plan(dist, generator)
             q1, q2 = task.critic(obs, plan)
             env.load_state_dict(copy.deepcopy(saved))
             _, _, _, _, info = env.step(task.actor(plan, skips).float())
