@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PRESET ?= course
 RUN_DIR ?= runs/digits/quickstart-$(PRESET)
 
-.PHONY: install browser-deps quickstart test bench figures gpu-check clean
+.PHONY: install browser-deps quickstart test bench compute-times figures gpu-check clean
 
 $(STAMP): pyproject.toml requirements-data.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,14 @@ figures: install
 
 bench: install
 	$(BIN)/python -m rl_i2it bench --task digits --preset paper --device cpu --json
+
+## compute-times: the chapters' compute banners (rl_i2it/compute_times.py): bench every task at smoke and course on
+## this machine into figures/compute/ (a few minutes; run it on a quiet machine)
+TASKS := digits face photo image_style video_style brain2d
+compute-times: install
+	for task in $(TASKS); do for preset in smoke course; do \
+	  $(BIN)/python -m rl_i2it bench --task $$task --preset $$preset --seconds 3 \
+	    --out figures/compute/$$task-$$preset.json || exit 1; done; done
 
 ## gpu-check: every task at the smoke preset on CUDA (train, resume, eval, CPU load, bench) and the contract tests
 ## on CUDA, one JSON report in runs/gpu-check/report.json; refuses in one line without CUDA (CI never runs it)

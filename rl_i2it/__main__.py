@@ -109,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="samples trained per env step in the loop measurement (default: the authors' 3.2, so "
                             "the comparison with them stays like for like)")
     bench.add_argument("--json", action="store_true", help="print one JSON object (default: one line per figure)")
+    bench.add_argument("--out", default=None, help="also write the JSON, with the UTC date it was measured, to this "
+                                                   "file (atomically; figures/compute/<task>-<preset>.json is what "
+                                                   "the chapters' compute banners read)")
     _settable(bench)
     _amp(bench)
     _common(bench)
@@ -167,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="results text from comparison.json files (the README's block)")
     report.add_argument("comparisons", nargs="+", help="comparison.json files or the directories holding them")
     report.add_argument("--readme", default=None, help="rewrite this README's generated block (default: print it)")
+    report.add_argument("--chapters", default=None, metavar="NOTEBOOKS",
+                        help="rewrite the generated 'measured' bullet in the summary of each task chapter (10-15) "
+                             "in this folder from the comparisons (the largest preset per task)")
 
     sweep = sub.add_parser("sweep", help="execute a grid of notebooks with papermill, sequentially or on Ray",
                            description="Run every unfinished job of a YAML sweep spec (keys: see rl_i2it/sweep.py) "
@@ -243,6 +249,14 @@ def _cmd_bench(args) -> int:
     report = run_benchmark(args.task, args.preset, batch=args.batch, batch_size=args.batch_size,
                            device=args.device, seconds=args.seconds, replay_ratio=args.replay_ratio,
                            **_settings(args))
+    if args.out:
+        import datetime
+
+        from .checkpoint import atomic_write_text
+
+        measured_at = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(Path(args.out), json.dumps({**report, "measured_at": measured_at}, indent=1) + "\n")
     if args.json:
         print(json.dumps(report))
     else:
@@ -325,12 +339,15 @@ def _cmd_designs(args) -> int:
 
 
 def _cmd_report(args) -> int:
-    from .report import readme_block, update_readme
+    from .report import readme_block, update_chapters, update_readme
 
+    if args.chapters:
+        changed = update_chapters(args.chapters, args.comparisons)
+        print(f"chapters rewritten: {', '.join(changed)}" if changed else "chapters already up to date")
     if args.readme:
         changed = update_readme(args.readme, args.comparisons)
         print(f"{args.readme}: {'rewritten' if changed else 'already up to date'}")
-    else:
+    elif not args.chapters:
         print(readme_block(args.comparisons))
     return 0
 

@@ -16,7 +16,7 @@ from .config import TrainConfig, make_config
 from .device import resolve_device
 
 __all__ = ["project_root", "runs_root", "NotebookSetup", "notebook_setup", "offline_sources", "machine",
-           "chapter_comparison", "show_comparison"]
+           "chapter_comparison", "show_comparison", "show_compute_banner"]
 
 
 def project_root() -> Path:
@@ -114,3 +114,12 @@ def show_comparison(comparison: dict, where: str = "") -> None:
     from .report import task_section
 
     display(Markdown(task_section(comparison, level=4) + (f"\n*Source: {where}.*" if where else "")))
+
+
+def show_compute_banner(task: str, trainings: str) -> None:
+    """The chapter's compute banner (``compute_times.banner``: measured times per preset), as rendered markdown."""
+    from IPython.display import Markdown, display
+
+    from .compute_times import banner
+
+    display(Markdown(banner(task, trainings)))

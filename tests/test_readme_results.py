@@ -5,6 +5,8 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 from rl_i2it.compare import load_comparison
 from rl_i2it.report import BEGIN, END, readme_block
 
@@ -35,3 +37,39 @@ def test_committed_designs_name_their_task_and_preset():
         result = json.loads(path.read_text())
         assert path.stem == f"{result['task']}-{result['preset']}", path.name
         assert len(result["seeds"]) >= 3 and result["rows"], path.name
+
+
+def test_chapter_summaries_state_the_committed_comparisons():
+    """Each task chapter's summary carries the generated "measured" bullet of its task's committed comparison."""
+    import nbformat
+
+    from rl_i2it.report import CHAPTERS, chapter_comparisons, measured_block
+
+    chosen = chapter_comparisons([load_comparison(p) for p in COMPARISONS])
+    assert set(chosen) == set(CHAPTERS), f"a committed comparison for every task chapter: {sorted(chosen)}"
+    for task, comparison in chosen.items():
+        notebook = nbformat.read(ROOT / "notebooks" / f"{CHAPTERS[task]}.ipynb", as_version=4)
+        summary = next(c.source for c in notebook.cells if c.source.startswith("## Summary"))
+        assert measured_block(comparison) in summary, (
+            f"{CHAPTERS[task]}'s summary differs from its comparison: run python -m rl_i2it report --chapters "
+            "notebooks figures/comparisons/*.json")
+
+
+def test_update_chapters_rewrites_only_the_block_and_refuses_a_chapter_without_it(tmp_path):
+    import nbformat
+
+    from rl_i2it.errors import UserError
+    from rl_i2it.report import CHAPTERS, MEASURED_BEGIN, MEASURED_END, measured_block, update_chapters
+
+    digits = next(p for p in COMPARISONS if p.stem.startswith("digits-"))
+    path = tmp_path / f"{CHAPTERS['digits']}.ipynb"
+    before = f"## Summary\n\n* kept\n{MEASURED_BEGIN}\nstale text\n{MEASURED_END}\n\n## Exercises"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(before)]), path)
+    assert update_chapters(tmp_path, [digits]) == [str(path)]
+    after = nbformat.read(path, as_version=4).cells[0].source
+    assert after == before.replace(f"{MEASURED_BEGIN}\nstale text\n{MEASURED_END}",
+                                   measured_block(load_comparison(digits)))
+    assert update_chapters(tmp_path, [digits]) == []  # already up to date
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("## Summary")]), path)
+    with pytest.raises(UserError, match="needs exactly one markdown cell"):
+        update_chapters(tmp_path, [digits])

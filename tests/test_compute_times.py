@@ -1,0 +1,39 @@
+"""The chapters' compute banners: measured times per preset from bench files and committed comparisons."""
+import json
+import subprocess
+import sys
+
+from rl_i2it.compute_times import banner, measured_seconds
+
+
+def write(path, payload):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload))
+
+
+def test_banner_states_each_measurement_and_what_is_missing(tmp_path):
+    write(tmp_path / "figures" / "compute" / "face-smoke.json",
+          {"train_seconds_estimate": 75.0, "measured_at": "2026-12-02",
+           "machine": {"cpu_count": 2, "torch_threads": 2, "device": "cpu"}})
+    write(tmp_path / "figures" / "comparisons" / "face-course.json",
+          {"methods": {"rl": {"train_seconds": [600.0, 900.0, 700.0]}}})
+    assert measured_seconds("face", "course", tmp_path)["comparison"] == 700.0
+    text = banner("face", "the policy and a baseline", root=tmp_path)
+    assert "**smoke**: ≈ 75 s estimated by `bench` (2 CPUs, 2 torch threads, cpu, 2026-12-02)" in text
+    assert "**course**: 12 min measured in the committed comparison (median of 3 runs" in text
+    assert "trains the policy and a baseline" in text
+    empty = banner("photo", "the policy", root=tmp_path)
+    assert empty.count("not measured yet") == 2 and "--task photo" in empty
+
+
+def test_bench_out_writes_the_report_with_its_date(tmp_path):
+    out = tmp_path / "compute" / "digits-smoke.json"
+    result = subprocess.run([sys.executable, "-m", "rl_i2it", "bench", "--task", "digits", "--preset", "smoke",
+                             "--seconds", "0.2", "--device", "cpu", "--out", str(out)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert report["train_seconds_estimate"] > 0 and len(report["measured_at"]) == 10
+    assert list(out.parent.iterdir()) == [out], "written atomically: no temporary file left"
+    found = measured_seconds("digits", "smoke", tmp_path.parent / "nowhere")
+    assert found["estimate"] is None  # another root: nothing measured there
