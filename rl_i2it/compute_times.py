@@ -70,7 +70,7 @@ def banner(task: str, trainings: str = "the policy", root: Path | None = None) -
                         + (f", {found['measured_at']}" if found["measured_at"] else "") + ")")
         if found["comparison"] is not None:
             said.append(f"{_minutes(found['comparison'])} measured in the committed comparison (median of "
-                        f"{found['seeds']} runs, one CPU core each)")
+                        f"{found['seeds']} runs, one CPU core each, beside other runs)")
         parts.append(f"**{preset}**: " + ("; ".join(said) if said else "not measured yet"))
     return (f"**Compute.** Training the policy: {' · '.join(parts)} · **paper**: meant for a GPU. This chapter "
             f"trains {trainings}; evaluation adds a little. Your machine's estimate: "

@@ -20,7 +20,7 @@ def test_banner_states_each_measurement_and_what_is_missing(tmp_path):
     assert measured_seconds("face", "course", tmp_path)["comparison"] == 700.0
     text = banner("face", "the policy and a baseline", root=tmp_path)
     assert "**smoke**: ≈ 75 s estimated by `bench` (2 CPUs, 2 torch threads, cpu, 2026-12-02)" in text
-    assert "**course**: 12 min measured in the committed comparison (median of 3 runs" in text
+    assert "**course**: 12 min measured in the committed comparison (median of 3 runs, one CPU core each, beside other runs)" in text
     assert "trains the policy and a baseline" in text
     empty = banner("photo", "the policy", root=tmp_path)
     assert empty.count("not measured yet") == 2 and "--task photo" in empty
