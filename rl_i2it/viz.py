@@ -451,17 +451,18 @@ def comparison_figure(comparison: dict):
 
 def contrasts_figure(frame):
     """``report.contrast_frame`` as one panel per contrast: each task's paired difference relative to the policy's
-    own gain over the identity, with its 95 % interval; filled markers are significant."""
+    own gain over the identity, with its 95 % interval; filled markers are significant. One row per (task, preset)."""
     import matplotlib.pyplot as plt
 
     contrasts = list(dict.fromkeys(frame["contrast"]))
-    tasks = list(dict.fromkeys(frame["task"]))
+    frame = frame.assign(row=frame["task"] + " (" + frame["preset"] + ")")
+    tasks = list(dict.fromkeys(frame["row"]))
     fig, axes = plt.subplots(1, len(contrasts), figsize=(3.1 * len(contrasts), 0.45 * len(tasks) + 1.6),
                              sharey=True, squeeze=False)
     for ax, contrast in zip(axes[0], contrasts):
         part = frame[frame["contrast"] == contrast]
         for _, row in part.iterrows():
-            y = tasks.index(row["task"])
+            y = tasks.index(row["row"])
             ax.plot([row["relative_low"], row["relative_high"]], [y, y], color="tab:blue", linewidth=1.5)
             ax.plot(row["relative"], y, "o", color="tab:blue", markerfacecolor="tab:blue" if row["significant"]
                     else "white")

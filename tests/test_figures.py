@@ -86,3 +86,18 @@ def test_markdown_table_formats_numbers():
     frame = pd.DataFrame({"a": [1.0, 0.123456], "b": [float("nan"), 2.5]}, index=pd.Index(["x", "y"], name="m"))
     assert figures.markdown_table(frame).splitlines() == ["| m | a | b |", "|---|---|---|",
                                                           "| x | 1 | not measured |", "| y | 0.1235 | 2.5 |"]
+
+
+def test_contrasts_figure_has_a_row_per_task_and_preset():
+    from pathlib import Path
+
+    from rl_i2it.compare import load_comparison
+    from rl_i2it.report import contrast_frame
+    from rl_i2it.viz import contrasts_figure
+
+    paths = sorted((Path(__file__).resolve().parents[1] / "figures" / "comparisons").glob("*.json"))
+    comparisons = [load_comparison(p) for p in paths]
+    fig = contrasts_figure(contrast_frame(comparisons))
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert sorted(labels) == sorted(f"{c['task']} ({c['preset']})" for c in comparisons)
+    plt.close(fig)
