@@ -30,11 +30,12 @@ browser-deps:
 	      || echo "mricron-data could not be installed: Colin27 checks will be skipped"; \
 	  else echo "not root: mricron-data not installed, Colin27 checks will be skipped"; fi; }
 
-## quickstart: install, run chapter 10 (digits) at PRESET with papermill, print where the results are
+## quickstart: install, run chapter 10 (digits) at PRESET with papermill (every cell's printed output, training
+## progress included, reaches the terminal), print where the results are
 quickstart: install
 	mkdir -p $(RUN_DIR)
-	$(BIN)/papermill notebooks/10_digits_transform.ipynb $(RUN_DIR)/10_digits_transform.ipynb \
-	  -p preset $(PRESET) -p run_dir $(abspath $(RUN_DIR)) --cwd notebooks
+	RL_I2IT_PROGRESS=text $(BIN)/papermill notebooks/10_digits_transform.ipynb $(RUN_DIR)/10_digits_transform.ipynb \
+	  -p preset $(PRESET) -p run_dir $(abspath $(RUN_DIR)) --cwd notebooks --log-output --no-progress-bar
 	@echo "executed notebook: $(RUN_DIR)/10_digits_transform.ipynb"
 	@echo "run directory:     $(RUN_DIR) (config.yaml, metrics.jsonl, eval.json, checkpoint.pt, figures/)"
 

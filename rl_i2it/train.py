@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import time
 import weakref
@@ -42,6 +43,18 @@ IF_EXISTS = ("error", "resume", "overwrite")
 CHECKPOINT = "checkpoint.pt"
 RUN_FILES = ("config.yaml", "metrics.jsonl", "eval.json", CHECKPOINT, "figures")  # what a run owns in its dir
 ATOMIC_FILES = ("config.yaml", "metrics.jsonl", "eval.json", CHECKPOINT)  # written through .<name>.*.tmp files
+
+
+def progress_bar(**options):
+    """A tqdm bar: the notebook widget (or a terminal bar) by default; with ``RL_I2IT_PROGRESS=text``, plain text lines
+    on stderr every 10 s, which papermill's ``--log-output`` forwards to the terminal (``make quickstart``)."""
+    if os.environ.get("RL_I2IT_PROGRESS") == "text":
+        from tqdm.std import tqdm
+
+        return tqdm(**options, mininterval=10.0, ascii=True)
+    from tqdm.auto import tqdm
+
+    return tqdm(**options)
 
 
 class Trainer:
@@ -304,9 +317,7 @@ class Trainer:
         rows: list[dict] = []
         bar = None
         if progress and self.env_steps < until:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=until, initial=self.env_steps, unit="step", desc=f"{cfg.task} [{cfg.preset}]")
+            bar = progress_bar(total=until, initial=self.env_steps, unit="step", desc=f"{cfg.task} [{cfg.preset}]")
         started = time.perf_counter()
         last_log = self.env_steps
         while self.env_steps < until:

@@ -502,3 +502,62 @@ def alpha_sigma_traces(rows: list[dict]):
     axes[0].legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def who_trains_what(detach_plan_grad: bool = False):
+    """The learner update as a picture: the forward pass (grey) from the state through the planner's encoder, the
+    plan head, the plan, the actor's skips and decoder to the action, and the critic; and, per loss, the networks
+    its gradient reaches (coloured dashed arrows, drawn along the path the gradient takes backwards).
+    ``detach_plan_grad=True`` draws the authors' ``sample()``: the −Q arrow stops at the plan."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import FancyBboxPatch
+
+    boxes = {"state": (0.8, 2.0, "state s"), "encoder": (3.0, 2.0, "planner encoder"),
+             "head": (5.2, 3.1, "plan head\n(μ, σ)"), "plan": (7.4, 3.1, "plan p ~ π(·|s)"),
+             "skips": (5.2, 0.9, "skips\n(encoder features)"), "actor": (9.6, 2.0, "actor decoder"),
+             "action": (11.8, 2.0, "action a\n(field, patch, image)"),
+             "critic": (9.6, 4.4, "critic Q(s, p)\n(own encoder)"), "alpha": (11.8, 4.4, "temperature α")}
+    fig, ax = plt.subplots(figsize=(12.5, 4.8))
+    for name, (x, y, text) in boxes.items():
+        ax.add_patch(FancyBboxPatch((x - 0.75, y - 0.33), 1.5, 0.66, boxstyle="round,pad=0.05", facecolor="#f2f2f2",
+                                    edgecolor="grey"))
+        ax.text(x, y, text, ha="center", va="center", fontsize=8)
+
+    def arrow(a, b, color="grey", style="-", offset=0.0):
+        """From the edge of box ``a`` to the edge of box ``b`` (``offset``: shifted up or down, to keep the forward
+        arrow and the gradient arrows of one edge apart)."""
+        (x0, y0, _), (x1, y1, _) = boxes[a], boxes[b]
+        dx, dy = x1 - x0, y1 - y0
+        t = min(0.82 / abs(dx) if dx else np.inf, 0.4 / abs(dy) if dy else np.inf)  # where the line leaves a box
+        ax.annotate("", xy=(x1 - t * dx, y1 - t * dy + offset), xytext=(x0 + t * dx, y0 + t * dy + offset),
+                    arrowprops=dict(arrowstyle="->", color=color, linestyle=style, lw=1.4 if style == "-" else 1.8,
+                                    shrinkA=0, shrinkB=0))
+
+    for a, b in (("state", "encoder"), ("encoder", "head"), ("head", "plan"), ("encoder", "skips"),
+                 ("plan", "actor"), ("skips", "actor"), ("actor", "action"), ("plan", "critic")):
+        arrow(a, b)
+    aux, rl, td, temp = "tab:blue", "tab:red", "tab:green", "tab:purple"
+    # the auxiliary loss on the action: back through the decoder, into both of its inputs
+    for a, b in (("action", "actor"), ("actor", "skips"), ("skips", "encoder"), ("actor", "plan"), ("plan", "head"),
+                 ("head", "encoder")):
+        arrow(a, b, aux, "--", offset=-0.14)
+    # −min Q(s, p) + α log π: through the plan into the planner, the critic frozen; log π reaches the head directly
+    if not detach_plan_grad:
+        for a, b in (("critic", "plan"), ("plan", "head"), ("head", "encoder")):
+            arrow(a, b, rl, "--", offset=0.14)
+    ax.text(boxes["critic"][0] - 0.9, boxes["critic"][1] + 0.5, "TD loss → critic only", color=td, fontsize=8)
+    ax.text(boxes["alpha"][0] - 0.6, boxes["alpha"][1] + 0.5, "temperature loss → α only", color=temp, fontsize=8)
+    handles = [plt.Line2D([], [], color=aux, linestyle="--", label="auxiliary loss (task's): actor, skips, plan, "
+                                                                    "encoder"),
+               plt.Line2D([], [], color=rl, linestyle="--",
+                          label="−min Q + α log π (SAC), and the plan's KL bound: plan head and encoder, never "
+                                "the actor"
+                          + (" (cut by sample(): only α log π remains)" if detach_plan_grad else "")),
+               plt.Line2D([], [], color="grey", label="forward pass")]
+    ax.legend(handles=handles, loc="lower right", fontsize=7.5, frameon=False)
+    ax.set_xlim(-0.1, 12.7)
+    ax.set_ylim(0.2, 5.1)
+    ax.axis("off")
+    ax.set_title("Who trains what in one learner update" + (" (the authors' sample() bug)" if detach_plan_grad else ""),
+                 fontsize=10)
+    return fig

@@ -162,3 +162,17 @@ def test_a_directory_that_holds_no_run_is_never_deleted(tmp_path):
     assert (run_dir / "notes.txt").read_text() == "precious" and (run_dir / "checkpoint.pt").exists()
     Trainer(tiny(total_env_steps=64), run_dir=run_dir, if_exists="overwrite")
     assert (run_dir / "notes.txt").exists() and not (run_dir / "checkpoint.pt").exists()
+
+
+def test_progress_bar_is_plain_text_when_asked(monkeypatch):
+    """RL_I2IT_PROGRESS=text: a plain tqdm on stderr (papermill --log-output forwards it: make quickstart)."""
+    import tqdm.std
+
+    from rl_i2it.train import progress_bar
+
+    monkeypatch.setenv("RL_I2IT_PROGRESS", "text")
+    import io
+
+    bar = progress_bar(total=3, file=io.StringIO())
+    assert type(bar) is tqdm.std.tqdm and bar.mininterval == 10.0 and bar.ascii
+    bar.close()
