@@ -15,8 +15,9 @@ key                                what
 ``replay_bytes_per_transition``    storage of one transition in the buffer
 ``peak_memory_mb``                 peak resident memory (CPU) or peak allocated (CUDA)
 ``train_seconds_estimate``         the preset's whole training run (its env steps, replay ratio, batch and
-                                   envs) from the measured collect and update rates; the compute banners'
-                                   one source
+                                   envs) from the measured collect and update rates; what the chapters'
+                                   compute banners read from ``figures/compute/`` (``bench --out``,
+                                   ``make compute-times``; ``rl_i2it/compute_times.py``)
 =================================  =================================================================
 """
 from __future__ import annotations
