@@ -167,6 +167,15 @@ def build_parser() -> argparse.ArgumentParser:
     _settable(designs)
     _common(designs)
 
+    stopping = sub.add_parser("stopping", help="registration policies on larger deformations than training, and "
+                                               "what a perfect stop would gain (rl_i2it/stopping.py)")
+    stopping.add_argument("--runs", nargs="+", required=True, metavar="LABEL=FOLDER",
+                          help="each a compare/designs runs/<method> folder holding seed*/ run directories")
+    stopping.add_argument("--scales", type=float, nargs="+", default=[1.0, 2.0],
+                          help="deformation amplitude of the held-out pairs, times the training one (default: 1 2)")
+    stopping.add_argument("--steps", type=int, nargs="+", default=[10], help="rollout lengths (default: 10)")
+    stopping.add_argument("--out", default=None, help="write the JSON here (atomically)")
+    stopping.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     report = sub.add_parser("report", help="results text from comparison.json files (the README's block)")
     report.add_argument("comparisons", nargs="+", help="comparison.json files or the directories holding them")
     report.add_argument("--readme", default=None, help="rewrite this README's generated block (default: print it)")
@@ -338,6 +347,22 @@ def _cmd_designs(args) -> int:
     return 0
 
 
+def _cmd_stopping(args) -> int:
+    from .stopping import stopping_study, stopping_table, write_study
+
+    runs = {}
+    for item in args.runs:
+        label, sep, folder = item.partition("=")
+        if not sep or not label or not folder:
+            raise UserError(f"--runs takes LABEL=FOLDER; got {item!r}")
+        runs[label] = folder
+    result = stopping_study(runs, scales=args.scales, steps=args.steps, device=args.device)
+    if args.out:
+        write_study(result, Path(args.out))
+    print(stopping_table(result))
+    return 0
+
+
 def _cmd_report(args) -> int:
     from .report import readme_block, update_chapters, update_readme
 
@@ -403,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         return {"train": _cmd_train, "eval": _cmd_eval, "bench": _cmd_bench, "baseline": _cmd_baseline,
                 "sweep": _cmd_sweep, "gpu-check": _cmd_gpu_check, "compare": _cmd_compare,
-                "designs": _cmd_designs, "report": _cmd_report}[
+                "designs": _cmd_designs, "report": _cmd_report, "stopping": _cmd_stopping}[
             args.command](args)
     except UserError as error:
         print(f"rl_i2it: error: {error}", file=sys.stderr)

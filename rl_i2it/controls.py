@@ -17,6 +17,8 @@ name                                  meaning
 ``q_rank_correlation(task, env, obs)``  does the critic know which plan is better? Spearman's rank
                                       correlation between min Q(s, p_k) and the score after acting on
                                       p_k, over plans drawn from π(.|s), averaged over states
+``stopping_oracle(task, policy, ...)``  registration: Dice at every step of every pair, and the mean of
+                                      each pair's best step (the bound of any stop decision)
 ====================================  ===============================================================
 """
 from __future__ import annotations
@@ -32,7 +34,7 @@ from .planner import sample_plan
 from .policy import PlannerPolicy, eval_mode
 
 __all__ = ["PLAN_CONTROLS", "plan_transform", "OwnOutputPolicy", "PerPairOptimisationPolicy", "plan_effect",
-           "q_rank_correlation"]
+           "q_rank_correlation", "stopping_oracle"]
 
 
 def _zero(seed: int) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -145,3 +147,25 @@ def q_rank_correlation(task, env, obs: torch.Tensor, plans_per_state: int = 8, s
     rhos = [spearmanr(q[i], score[i]).statistic for i in range(len(q))
             if np.ptp(score[i]) > 0 and np.ptp(q[i]) > 0]
     return float(np.mean(rhos)) if rhos else float("nan")
+
+
+def stopping_oracle(task, policy, pairs: dict, steps: int) -> dict:
+    """Registration only: how much a perfect stop decision would gain. Rolls ``policy`` out for ``steps`` on ``pairs``
+    (``BrainRegistrationTask.rollout_pairs``) and scores every step of every pair (mean label Dice):
+    ``{"per_step": mean Dice at 0..steps, "final": at the last step, "best_fixed_step": the best single step for all
+    pairs, "oracle": the mean over pairs of each pair's best step (an upper bound for any stop rule), "oracle_steps":
+    the mean best step}``."""
+    from .nn.functional import label_dice, warp_labels
+
+    pairs = {k: v.to(task.device) for k, v in pairs.items()}
+    with torch.no_grad():
+        flows = task.rollout_pairs(policy, pairs, steps)["flows"]
+    num_labels = len(task.label_names)
+    dice = torch.stack([label_dice(warp_labels(pairs["moving_labels"], flow, num_labels), pairs["fixed_labels"],
+                                   num_labels).mean(1) for flow in flows])  # (T+1, B)
+    per_step = dice.mean(1)
+    best, where = dice.max(0)
+    return {"per_step": per_step.tolist(), "final": per_step[-1].item(), "final_items": dice[-1].tolist(),
+            "oracle_items": best.tolist(), "best_fixed_step": int(per_step.argmax()),
+            "best_fixed_step_score": per_step.max().item(), "oracle": best.mean().item(),
+            "oracle_steps": where.float().mean().item()}

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -200,3 +202,26 @@ def test_designs_run_side_by_side_against_the_reference_controls(tmp_path, capsy
     assert stamps == {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/results/*.json")}
     assert main(["designs", "--task", "digits", "--run-dir", str(tmp_path), "--designs", "wide"]) == 2
     assert "unknown design(s) ['wide']" in capsys.readouterr().err
+
+
+def test_stopping_oracle_bounds_every_fixed_step():
+    """The oracle (each pair's best step) is at least the best single step for all pairs, which is at least the
+    final and the first step's Dice; per_step agrees with the pinned evaluation of the same pairs."""
+    from rl_i2it.config import make_config
+    from rl_i2it.controls import stopping_oracle
+    from rl_i2it.tasks import make_task
+    from rl_i2it.tasks.brain_registration import evaluation_pairs
+
+    cfg = make_config("brain2d", "smoke", eval_pairs=6)
+    task = make_task(cfg, "cpu")
+    torch.manual_seed(0)
+    for p in task.actor.parameters():  # a policy that moves pixels: random weights, not the zero-initialised head
+        torch.nn.init.normal_(p, std=0.05)
+    pairs = evaluation_pairs(cfg)
+    found = stopping_oracle(task, task.policy(), pairs, steps=4)
+    assert len(found["per_step"]) == 5
+    assert found["oracle"] >= found["best_fixed_step_score"] - 1e-6 >= max(found["final"], found["per_step"][0]) - 2e-6
+    assert 0 <= found["oracle_steps"] <= 4
+    pinned = task.evaluate(task.policy(), steps=4, pairs=pairs)
+    assert np.allclose(found["per_step"], pinned.score_per_step, atol=1e-5)
+    assert found["per_step"][-1] != found["per_step"][0], "the random actor moved the labels"
