@@ -91,7 +91,8 @@ def stopping_table(result: dict) -> str:
                      f"{row['best_fixed_step_score_mean']:.3f} | {row['oracle_mean']:.3f} | "
                      f"{row['oracle_steps_mean']:.1f} |")
     for v in result["paired"]:
-        verdict = (f"{v['better']} better" if v["significant"] else f"not significant ({v['reason']})")
+        winner = v["a"] if v["better"] == "a" else v["b"]
+        verdict = f"{winner} better" if v["significant"] else f"not significant ({v['reason']})"
         lines.append(f"\n{v['a']} − {v['b']}, × {v['scale']:g}, {v['steps']} steps, {v['at']}: "
                      f"{v['difference']:+.3f} [{v['ci95'][0]:+.3f}, {v['ci95'][1]:+.3f}], {verdict}")
     return "\n".join(lines)
