@@ -21,7 +21,8 @@ import yaml
 from .errors import UserError
 
 __all__ = ["TrainConfig", "PRESETS", "FAST_REGISTRATION", "FAST_IMAGE", "resolve_preset", "make_config",
-           "register_config", "to_yaml", "from_yaml", "from_dict", "config_classes", "validate"]
+           "register_config", "to_yaml", "from_yaml", "from_dict", "config_classes", "validate",
+           "preset_differences", "field_notes", "REASONS"]
 
 PRESETS = ("smoke", "course", "paper")
 
@@ -288,3 +289,59 @@ def check_field_types(cfg: TrainConfig) -> TrainConfig:
         if lowest is not None and value < lowest:
             raise UserError(f"config field {field.name} must be >= {lowest}; got {value!r}")
     return cfg
+
+
+#: why a CPU preset departs from the paper preset: field -> a key of ``REASONS`` (other fields: "task")
+_REASON_OF = {
+    **{f: "scale" for f in ("image_size", "total_env_steps", "num_envs", "bootstrap_env_steps", "batch_size",
+                            "buffer_capacity", "bank_size", "planner_widths", "critic_widths", "actor_widths",
+                            "eval_pairs", "eval_steps", "max_episode_steps", "hole_size", "train_pairs", "train_faces",
+                            "eval_faces", "eval_images", "clip_frames", "frame_steps", "log_every_env_steps",
+                            "checkpoint_every_env_steps", "replay_ratio", "plan_channels", "plan_size", "disc_widths",
+                            "baseline_widths", "memory_channels", "eval_frames", "eval_synthetic",
+                            "eval_flow_iterations", "max_video_frames", "style_size", "save_buffer")},
+    **{f: "fast" for f in ("gamma", "init_log_alpha", "lr_alpha", "kl_weight", "lr_planner", "lr_actor",
+                           "lr_critic", "lr_disc", "actor_every", "gan_start_updates")},
+    "rl_weight": "rl_weight", "smooth_weight": "smooth_weight",
+}
+#: the reasons, in words
+REASONS = {
+    "scale": "scaled down for a 2-core CPU: sizes, budget, widths, evaluation set (save_buffer: resumes bit-exactly)",
+    "fast": "a run of minutes: the temperature starts low (α = e^-5) and adapts fast, learning rates are higher, the "
+            "discount shorter, every update trains the planner, the GAN phase starts earlier",
+    "rl_weight": "image tasks on a CPU: at weight 1.0 the critic's gradient through the plan swamped the L1 in short "
+                 "runs (measured when the presets were set: 16.0 vs 16.8 dB on the face hole at smoke)",
+    "smooth_weight": "per-step smoothness: at SPAC's weight 1 the step-wise policy keeps raising NCC after "
+                     "alignment and Dice falls (seen in smoke runs); 30 keeps each small step smooth",
+    "task": "a choice of this task's presets: the comment above them in rl_i2it/tasks/ says why",
+}
+
+
+def field_notes(cls: type) -> dict[str, str]:
+    """field -> its ``#:`` note in the class body (subclasses first), e.g. "truncation (the authors': 20)"."""
+    import inspect
+    import re
+
+    notes: dict[str, str] = {}
+    for klass in cls.__mro__:
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            source = inspect.getsource(klass)
+        except (OSError, TypeError):
+            continue
+        for name, note in re.findall(r"^\s+(\w+)\s*:[^=\n]*=[^\n]*#:\s*(.+)$", source, re.M):
+            notes.setdefault(name, note.strip())
+    return notes
+
+
+def preset_differences(task: str, preset: str) -> list[dict]:
+    """Every field where ``preset`` departs from the ``paper`` preset (the authors' settings): its value at both,
+    what the field is (its ``#:`` note), and why the preset departs (a key of ``REASONS``)."""
+    cfg, paper = make_config(task, preset), make_config(task, "paper")
+    notes = field_notes(type(cfg))
+    return [{"field": f.name, preset: getattr(cfg, f.name), "paper": getattr(paper, f.name),
+             "what it is": notes.get(f.name, ""), "why": _REASON_OF.get(f.name, "task")}
+            for f in dataclasses.fields(cfg)
+            if f.name not in ("preset", "seed") and getattr(cfg, f.name) != getattr(paper, f.name)]
+

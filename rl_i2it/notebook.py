@@ -123,3 +123,21 @@ def show_compute_banner(task: str, trainings: str) -> None:
     from .compute_times import banner
 
     display(Markdown(banner(task, trainings)))
+
+
+def show_preset_differences(cfg) -> None:
+    """Where the chapter's preset departs from the paper preset (the authors' settings), and why
+    (``config.preset_differences``), as a rendered table and its legend; nothing at the paper preset."""
+    import pandas as pd
+    from IPython.display import Markdown, display
+
+    from .config import REASONS, preset_differences
+
+    if cfg.preset == "paper":
+        display(Markdown("This is the paper preset: the authors' settings, with the package's fixes."))
+        return
+    rows = preset_differences(cfg.task, cfg.preset)
+    frame = pd.DataFrame(rows).astype({cfg.preset: str, "paper": str}).set_index("field")
+    display(frame)
+    used = dict.fromkeys(r["why"] for r in rows)
+    display(Markdown("\n".join(f"- **{key}**: {REASONS[key]}" for key in used)))

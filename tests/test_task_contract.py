@@ -164,3 +164,21 @@ def test_evaluation_is_one_result_type(task_name):
         assert table["per_step"] is None or len(table["per_step"]) == 3
     if task_name in ("digits", "brain2d", "brain3d"):
         assert out["dice_final"] == out["score_final"] and result.score_name == "dice"
+
+
+@pytest.mark.parametrize("task", ["digits", "face", "photo", "image_style", "video_style", "brain2d"])
+def test_preset_differences_name_every_departure_from_the_paper(task):
+    """Each field where course differs from paper is listed with both values and a reason in REASONS."""
+    import dataclasses
+
+    from rl_i2it.config import REASONS, make_config, preset_differences
+
+    rows = preset_differences(task, "course")
+    course, paper = make_config(task, "course"), make_config(task, "paper")
+    expected = {f.name for f in dataclasses.fields(course) if f.name not in ("preset", "seed")
+                and getattr(course, f.name) != getattr(paper, f.name)}
+    assert {r["field"] for r in rows} == expected and expected
+    for row in rows:
+        assert row["course"] == getattr(course, row["field"]) and row["paper"] == getattr(paper, row["field"])
+        assert row["why"] in REASONS
+    assert any(r["what it is"] for r in rows), "the fields' #: notes are read"
