@@ -18,15 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["PRESETS", "times_dir", "banner", "measured_seconds"]
+__all__ = ["PRESETS", "banner", "measured_seconds"]
 
 PRESETS = ("smoke", "course")
-
-
-def times_dir(root: Path | None = None) -> Path:
-    from .notebook import project_root
-
-    return (root or project_root()) / "figures" / "compute"
 
 
 def _minutes(seconds: float) -> str:
@@ -40,7 +34,10 @@ def _minutes(seconds: float) -> str:
 def measured_seconds(task: str, preset: str, root: Path | None = None) -> dict:
     """``{"estimate": s or None, "machine": str, "measured_at": str, "comparison": s or None, "seeds": n}`` for the
     policy's training at ``preset`` (``None`` where nothing committed measured it)."""
-    root = root or times_dir().parent.parent
+    if root is None:
+        from .notebook import project_root
+
+        root = project_root()
     found = {"estimate": None, "machine": "", "measured_at": "", "comparison": None, "seeds": 0}
     bench = root / "figures" / "compute" / f"{task}-{preset}.json"
     if bench.exists():
