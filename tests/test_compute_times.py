@@ -17,11 +17,15 @@ def test_banner_states_each_measurement_and_what_is_missing(tmp_path):
            "machine": {"cpu_count": 2, "torch_threads": 2, "device": "cpu"}})
     write(tmp_path / "figures" / "comparisons" / "face-course.json",
           {"methods": {"rl": {"train_seconds": [600.0, 900.0, 700.0]}}})
+    write(tmp_path / "figures" / "comparisons" / "face-smoke.json",
+          {"methods": {"rl": {"train_seconds": [200.0, 210.0, 220.0]}}})
     assert measured_seconds("face", "course", tmp_path)["comparison"] == 700.0
     text = banner("face", "the policy and a baseline", root=tmp_path)
     assert "**smoke**: ≈ 75 s estimated by `bench` (2 CPUs, 2 torch threads, cpu, 2026-12-02)" in text
     assert "**course**: 12 min measured in the committed comparison (median of 3 runs, one CPU core each, beside other runs)" in text
     assert "trains the policy and a baseline" in text
+    # smoke has a bench estimate, so its comparison's shared-machine time (median 210 s) is not shown; course has none
+    assert text.count("measured in the committed comparison") == 1 and "4 min" not in text
     empty = banner("photo", "the policy", root=tmp_path)
     assert empty.count("not measured yet") == 2 and "--task photo" in empty
 
