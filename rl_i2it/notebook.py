@@ -16,7 +16,7 @@ from .config import TrainConfig, make_config
 from .device import resolve_device
 
 __all__ = ["project_root", "runs_root", "NotebookSetup", "notebook_setup", "offline_sources", "machine",
-           "chapter_comparison", "show_comparison", "show_compute_banner"]
+           "chapter_comparison", "show_comparison", "show_compute_banner", "show_markdown"]
 
 
 def project_root() -> Path:
@@ -109,35 +109,39 @@ def chapter_comparison(setup: NotebookSetup, source: str = "auto", seeds=None, u
 
 def show_comparison(comparison: dict, where: str = "") -> None:
     """The comparison's table, its answers in words and the rl policy's diagnostics, as rendered markdown."""
-    from IPython.display import Markdown, display
-
     from .report import task_section
 
-    display(Markdown(task_section(comparison, level=4) + (f"\n*Source: {where}.*" if where else "")))
+    show_markdown(task_section(comparison, level=4) + (f"\n*Source: {where}.*" if where else ""))
 
 
 def show_compute_banner(task: str, trainings: str) -> None:
     """The chapter's compute banner (``compute_times.banner``: measured times per preset), as rendered markdown."""
-    from IPython.display import Markdown, display
-
     from .compute_times import banner
 
-    display(Markdown(banner(task, trainings)))
+    show_markdown(banner(task, trainings))
 
 
 def show_preset_differences(cfg) -> None:
     """Where the chapter's preset departs from the paper preset (the authors' settings), and why
     (``config.preset_differences``), as a rendered table and its legend; nothing at the paper preset."""
     import pandas as pd
-    from IPython.display import Markdown, display
+    from IPython.display import display
 
     from .config import REASONS, preset_differences
 
     if cfg.preset == "paper":
-        display(Markdown("This is the paper preset: the authors' settings, with the package's fixes."))
+        show_markdown("This is the paper preset: the authors' settings, with the package's fixes.")
         return
     rows = preset_differences(cfg.task, cfg.preset)
     frame = pd.DataFrame(rows).astype({cfg.preset: str, "paper": str}).set_index("field")
     display(frame)
     used = dict.fromkeys(r["why"] for r in rows)
-    display(Markdown("\n".join(f"- **{key}**: {REASONS[key]}" for key in used)))
+    show_markdown("\n".join(f"- **{key}**: {REASONS[key]}" for key in used))
+
+
+def show_markdown(text: str) -> None:
+    """Display ``text`` rendered as markdown in a notebook, and as the same plain text where only text is shown
+    (papermill's ``--log-output`` in ``make quickstart``, a terminal console)."""
+    from IPython.display import display
+
+    display({"text/markdown": text, "text/plain": text}, raw=True)

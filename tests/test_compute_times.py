@@ -41,3 +41,16 @@ def test_bench_out_writes_the_report_with_its_date(tmp_path):
     assert list(out.parent.iterdir()) == [out], "written atomically: no temporary file left"
     found = measured_seconds("digits", "smoke", tmp_path.parent / "nowhere")
     assert found["estimate"] is None  # another root: nothing measured there
+
+
+def test_show_markdown_carries_plain_text_for_terminals(monkeypatch):
+    """papermill --log-output (make quickstart) prints text/plain: the markdown must be there as text too."""
+    import IPython.display
+
+    from rl_i2it.notebook import show_markdown
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda *objs, **kw: shown.append((objs, kw)))
+    show_markdown("**Compute.** 3 min")
+    (bundle,), options = shown[0]
+    assert bundle == {"text/markdown": "**Compute.** 3 min", "text/plain": "**Compute.** 3 min"} and options["raw"]
