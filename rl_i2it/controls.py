@@ -155,14 +155,12 @@ def stopping_oracle(task, policy, pairs: dict, steps: int) -> dict:
     ``{"per_step": mean Dice at 0..steps, "final": at the last step, "best_fixed_step": the best single step for all
     pairs, "oracle": the mean over pairs of each pair's best step (an upper bound for any stop rule), "oracle_steps":
     the mean best step}``."""
-    from .nn.functional import label_dice, warp_labels
+    from .tasks.brain_registration import step_label_dice
 
     pairs = {k: v.to(task.device) for k, v in pairs.items()}
     with torch.no_grad():
         flows = task.rollout_pairs(policy, pairs, steps)["flows"]
-    num_labels = len(task.label_names)
-    dice = torch.stack([label_dice(warp_labels(pairs["moving_labels"], flow, num_labels), pairs["fixed_labels"],
-                                   num_labels).mean(1) for flow in flows])  # (T+1, B)
+    dice = step_label_dice(pairs, flows, len(task.label_names)).mean(2)  # (T+1, B): mean over labels
     per_step = dice.mean(1)
     best, where = dice.max(0)
     return {"per_step": per_step.tolist(), "final": per_step[-1].item(), "final_items": dice[-1].tolist(),

@@ -60,7 +60,7 @@ def stopping_study(runs: dict[str, str | Path], scales=(1.0, 2.0), steps=(10,), 
                     rows.append({"method": label, "seed": int(run_dir.name[4:]), "scale": float(scale),
                                  "steps": int(count), **found})
     summary = []
-    for (label, scale, count), scores in items.items():
+    for label, scale, count in items:
         part = [r for r in rows if (r["method"], r["scale"], r["steps"]) == (label, scale, count)]
         summary.append({"method": label, "scale": scale, "steps": count,
                         **{f"{k}_mean": float(np.mean([r[k] for r in part])) for k in

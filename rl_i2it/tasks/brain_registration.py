@@ -212,6 +212,12 @@ def validation_pairs(cfg: BrainConfig, n: int, seed: int, device="cpu") -> dict[
     return _generate(cfg, images.to(device), labels.to(device), n, seed, True)
 
 
+def step_label_dice(pairs: dict[str, torch.Tensor], flows: list[torch.Tensor], num_labels: int) -> torch.Tensor:
+    """``(T+1, B, L)``: the Dice of every label of every pair after each accumulated field ``flows[t]``."""
+    return torch.stack([label_dice(warp_labels(pairs["moving_labels"], flow, num_labels), pairs["fixed_labels"],
+                                   num_labels) for flow in flows])
+
+
 def registration_report(pairs: dict[str, torch.Tensor], flows: list[torch.Tensor], names: tuple[str, ...],
                         window: int = 9) -> dict:
     """The protocol's metrics of a sequence of accumulated fields ``flows[t]`` ``(B, N, *S)`` (t = 0 first).
@@ -219,16 +225,12 @@ def registration_report(pairs: dict[str, torch.Tensor], flows: list[torch.Tensor
     Dice is averaged over labels and pairs; ``field_error`` is the mean distance (pixels) to the true
     field inside the fixed image's labelled region; folding is of the last field. ``names``: of labels 1..L.
     """
-    num_labels = len(names)
-    dice_steps, error_steps = [], []
+    dice = step_label_dice(pairs, flows, len(names))  # (T+1, B, L)
+    error_steps = []
     mask = (pairs["fixed_labels"] > 0).float()
-    for flow in flows:
-        warped = warp_labels(pairs["moving_labels"], flow, num_labels)
-        dice_steps.append(label_dice(warped, pairs["fixed_labels"], num_labels))  # (B, L)
-        if "true_flow" in pairs:
-            distance = (flow - pairs["true_flow"]).norm(dim=1, keepdim=True)
-            error_steps.append(((distance * mask).flatten(1).sum(1) / mask.flatten(1).sum(1).clamp_min(1)).mean())
-    dice = torch.stack(dice_steps)  # (T+1, B, L)
+    for flow in flows if "true_flow" in pairs else []:
+        distance = (flow - pairs["true_flow"]).norm(dim=1, keepdim=True)
+        error_steps.append(((distance * mask).flatten(1).sum(1) / mask.flatten(1).sum(1).clamp_min(1)).mean())
     moving, fixed = pairs["moving"].float() / 255, pairs["fixed"].float() / 255
     final = flows[-1]
     report = {
