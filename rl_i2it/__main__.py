@@ -167,12 +167,15 @@ def build_parser() -> argparse.ArgumentParser:
     _settable(designs)
     _common(designs)
 
-    stopping = sub.add_parser("stopping", help="registration policies on larger deformations than training, and "
-                                               "what a perfect stop would gain (rl_i2it/stopping.py)")
+    stopping = sub.add_parser("stopping", help="registration policies off their training distribution (larger "
+                                               "deformations, other digits), and what a perfect stop would gain "
+                                               "(rl_i2it/stopping.py)")
     stopping.add_argument("--runs", nargs="+", required=True, metavar="LABEL=FOLDER",
                           help="each a compare/designs runs/<method> folder holding seed*/ run directories")
-    stopping.add_argument("--scales", type=float, nargs="+", default=[1.0, 2.0],
-                          help="deformation amplitude of the held-out pairs, times the training one (default: 1 2)")
+    stopping.add_argument("--conditions", nargs="+", default=None,
+                          help="held-out pairs to evaluate on. brain2d/brain3d: scale=S, the deformation amplitude "
+                               "times S (default: scale=1 scale=2); digits: test, same_class, sklearn (scikit-learn's "
+                               "8x8 digits, drawn unlike MNIST) (default: all three)")
     stopping.add_argument("--steps", type=int, nargs="+", default=[10], help="rollout lengths (default: 10)")
     stopping.add_argument("--out", default=None, help="write the JSON here (atomically)")
     stopping.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
@@ -348,7 +351,8 @@ def _cmd_designs(args) -> int:
 
 
 def _cmd_stopping(args) -> int:
-    from .stopping import stopping_study, stopping_table, write_study
+    from .checkpoint import atomic_write_text
+    from .stopping import stopping_study, stopping_table
 
     runs = {}
     for item in args.runs:
@@ -356,9 +360,9 @@ def _cmd_stopping(args) -> int:
         if not sep or not label or not folder:
             raise UserError(f"--runs takes LABEL=FOLDER; got {item!r}")
         runs[label] = folder
-    result = stopping_study(runs, scales=args.scales, steps=args.steps, device=args.device)
+    result = stopping_study(runs, conditions=args.conditions, steps=args.steps, device=args.device)
     if args.out:
-        write_study(result, Path(args.out))
+        atomic_write_text(Path(args.out), json.dumps(result, indent=1) + "\n")
     print(stopping_table(result))
     return 0
 

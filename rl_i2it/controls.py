@@ -17,8 +17,8 @@ name                                  meaning
 ``q_rank_correlation(task, env, obs)``  does the critic know which plan is better? Spearman's rank
                                       correlation between min Q(s, p_k) and the score after acting on
                                       p_k, over plans drawn from π(.|s), averaged over states
-``stopping_oracle(task, policy, ...)``  registration: Dice at every step of every pair, and the mean of
-                                      each pair's best step (the bound of any stop decision)
+``stopping_oracle(scores)``            from every pair's score after every step ``(T+1, B)``: the
+                                      mean of each pair's best step (the bound of any stop decision)
 ====================================  ===============================================================
 """
 from __future__ import annotations
@@ -149,21 +149,15 @@ def q_rank_correlation(task, env, obs: torch.Tensor, plans_per_state: int = 8, s
     return float(np.mean(rhos)) if rhos else float("nan")
 
 
-def stopping_oracle(task, policy, pairs: dict, steps: int) -> dict:
-    """Registration only: how much a perfect stop decision would gain. Rolls ``policy`` out for ``steps`` on ``pairs``
-    (``BrainRegistrationTask.rollout_pairs``) and scores every step of every pair (mean label Dice):
-    ``{"per_step": mean Dice at 0..steps, "final": at the last step, "best_fixed_step": the best single step for all
-    pairs, "oracle": the mean over pairs of each pair's best step (an upper bound for any stop rule), "oracle_steps":
-    the mean best step}``."""
-    from .tasks.brain_registration import step_label_dice
-
-    pairs = {k: v.to(task.device) for k, v in pairs.items()}
-    with torch.no_grad():
-        flows = task.rollout_pairs(policy, pairs, steps)["flows"]
-    dice = step_label_dice(pairs, flows, len(task.label_names)).mean(2)  # (T+1, B): mean over labels
-    per_step = dice.mean(1)
-    best, where = dice.max(0)
-    return {"per_step": per_step.tolist(), "final": per_step[-1].item(), "final_items": dice[-1].tolist(),
+def stopping_oracle(scores: torch.Tensor) -> dict:
+    """How much a perfect stop decision would gain. ``scores`` ``(T+1, B)``: every pair's score (higher is better)
+    after every step (row 0: before the first), e.g. a registration task's ``step_scores``. Returns ``{"per_step":
+    mean at 0..T, "final": at the last step, "best_fixed_step": the best single step for all pairs, "oracle": the
+    mean over pairs of each pair's best step (an upper bound for any stop rule), "oracle_steps": the mean best step,
+    "final_items"/"oracle_items": per pair}``."""
+    per_step = scores.mean(1)
+    best, where = scores.max(0)
+    return {"per_step": per_step.tolist(), "final": per_step[-1].item(), "final_items": scores[-1].tolist(),
             "oracle_items": best.tolist(), "best_fixed_step": int(per_step.argmax()),
             "best_fixed_step_score": per_step.max().item(), "oracle": best.mean().item(),
             "oracle_steps": where.float().mean().item()}

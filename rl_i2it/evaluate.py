@@ -25,7 +25,7 @@ from .nn.functional import dice_score, folding_fraction
 from .policy import Policy, rollout
 
 __all__ = ["EvalResult", "EVAL_KEYS", "metric_table", "item_scores_of", "rollout_registration",
-           "registration_metrics"]
+           "step_dice", "registration_metrics"]
 
 #: the top-level keys of every task's ``eval.json`` (registration tasks add ``dice_identity``, ``dice_final`` and
 #: ``dice_per_step``, the same numbers as the ``score_*`` keys)
@@ -146,10 +146,15 @@ def rollout_registration(policy: Policy, env, moving: torch.Tensor, fixed: torch
     return {"moved": torch.stack(moved), "fixed": obs[:, :1], "flow": env.flow.clone()}
 
 
+def step_dice(rollout: dict[str, torch.Tensor], mask_threshold: int = 0) -> torch.Tensor:
+    """``(T+1, B)``: Dice of ``moved > thr`` against ``fixed > thr`` for every pair after every step."""
+    fixed = rollout["fixed"] > mask_threshold
+    return torch.stack([dice_score(m > mask_threshold, fixed) for m in rollout["moved"]])
+
+
 def registration_metrics(rollout: dict[str, torch.Tensor], mask_threshold: int = 0) -> dict:
     """Dice of ``moved > thr`` against ``fixed > thr`` at every step, and the final field's folding."""
-    fixed = rollout["fixed"] > mask_threshold
-    per_step = torch.stack([dice_score(m > mask_threshold, fixed) for m in rollout["moved"]])  # (T+1, B)
+    per_step = step_dice(rollout, mask_threshold)  # (T+1, B)
     means = per_step.mean(1).tolist()
     return {
         "dice_identity": means[0],

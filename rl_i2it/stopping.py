@@ -1,12 +1,23 @@
 """Registration policies off their training distribution, and what a perfect stop would gain.
 
-``python -m rl_i2it stopping --runs rl=DIR/runs/rl aux_only=DIR/runs/aux_only --scales 1 2 --steps 10 20
---out FILE`` (or ``stopping_study``) loads every seed's run under each labelled folder (``<folder>/seed<k>``, as
-``compare`` and ``designs`` leave them), rebuilds the held-out pairs with the deformation amplitude scaled by each
-``scale`` (1 = the protocol's pairs; 2 = twice the training amplitude), rolls each policy out for each step count and
-records, per (method, scale, steps), the mean Dice at the last step and the stopping oracle's (each pair's best
-step: ``controls.stopping_oracle``), mean over seeds with the per-seed values; then, for every pair of methods, the
-paired verdict (``stats.paired`` over seeds × pairs) at the last step and under the oracle.
+``python -m rl_i2it stopping --runs rl=DIR/runs/rl aux_only=DIR/runs/aux_only --conditions scale=1 scale=2
+--steps 10 20 --out FILE`` (or ``stopping_study``) loads every seed's run under each labelled folder
+(``<folder>/seed<k>``, as ``compare`` and ``designs`` leave them), builds the held-out pairs of each **condition**,
+rolls each policy out for each step count and records, per (method, condition, steps), the mean score at the last
+step, at the best single step and under the stopping oracle (each pair's best step: ``controls.stopping_oracle``),
+mean over seeds with the per-seed values; then, for every pair of methods, the paired verdict (``stats.paired`` over
+seeds × pairs) at the last step and under the oracle.
+
+==============  =============================================================================================
+task            conditions (the score: the task's ``step_scores``)
+==============  =============================================================================================
+brain2d/3d      ``scale=S``: the protocol's held-out pairs with the deformation amplitude times ``S``
+                (1 = the protocol's pairs; 2 = twice the training amplitude). Score: mean label Dice.
+digits          ``test``: the protocol's test pairs (independent draws, so mostly cross-class, as in training);
+                ``same_class``: test pairs of one class; ``sklearn``: scikit-learn's 8×8 digits upsampled to
+                28×28, digits drawn unlike MNIST (thicker, blockier strokes) that no policy trained on.
+                Score: Dice of the masks ``> 0`` (the protocol's).
+==============  =============================================================================================
 """
 from __future__ import annotations
 
@@ -21,7 +32,44 @@ from . import stats
 from .controls import stopping_oracle
 from .errors import UserError
 
-__all__ = ["stopping_study"]
+__all__ = ["stopping_study", "stopping_table", "condition_pairs", "DEFAULT_CONDITIONS"]
+
+#: what ``stopping_study`` evaluates when no conditions are given, per task family
+DEFAULT_CONDITIONS = {"brain": ("scale=1", "scale=2"), "digits": ("test", "same_class", "sklearn")}
+DIGITS_CONDITIONS = ("test", "same_class", "sklearn")
+
+
+def _family(task_name: str) -> str:
+    if task_name.startswith("brain"):
+        return "brain"
+    if task_name == "digits":
+        return "digits"
+    raise UserError(f"the stopping study is for registration runs (digits, brain2d, brain3d); got a {task_name} run")
+
+
+def condition_pairs(cfg, condition: str, device="cpu"):
+    """The held-out pairs of ``condition`` for a run of config ``cfg`` (see the module's table)."""
+    family = _family(cfg.task)
+    if family == "brain":
+        from .tasks.brain_registration import evaluation_pairs
+
+        name, sep, value = condition.partition("=")
+        try:
+            scale = float(value) if name == "scale" and sep else None
+        except ValueError:
+            scale = None
+        if scale is None or scale <= 0:
+            raise UserError(f"brain conditions are scale=S with S > 0 (the deformation amplitude times S); "
+                            f"got {condition!r}")
+        return evaluation_pairs(dataclasses.replace(cfg, deformation_strength=cfg.deformation_strength * scale),
+                                device=device)
+    from .data.mnist import load_mnist
+    from .tasks.digits import evaluation_pairs
+
+    if condition not in DIGITS_CONDITIONS:
+        raise UserError(f"unknown digits condition {condition!r}; choose from {', '.join(DIGITS_CONDITIONS)}")
+    test = load_mnist("test", "sklearn" if condition == "sklearn" else cfg.data_source)
+    return evaluation_pairs(test.images, test.labels, cfg.eval_pairs, same_class=condition == "same_class")
 
 
 def _seed_runs(folder: Path) -> list[Path]:
@@ -31,38 +79,38 @@ def _seed_runs(folder: Path) -> list[Path]:
     return [r.parent for r in runs]
 
 
-def stopping_study(runs: dict[str, str | Path], scales=(1.0, 2.0), steps=(10,), device: str = "cpu") -> dict:
-    """See the module docstring; returns the JSON-able result."""
-    from .tasks.brain_registration import evaluation_pairs
+def stopping_study(runs: dict[str, str | Path], conditions=None, steps=(10,), device: str = "cpu") -> dict:
+    """See the module docstring; returns the JSON-able result. ``conditions``: default ``DEFAULT_CONDITIONS`` of the
+    runs' task."""
     from .train import load_run
 
     if not runs:
         raise UserError("stopping needs --runs LABEL=FOLDER (at least one)")
-    rows, items = [], {}
-    seeds_of = {}
+    rows, items, seeds_of, tasks = [], {}, {}, set()
     for label, folder in runs.items():
         seed_dirs = _seed_runs(Path(folder))
         seeds_of[label] = [int(d.name[4:]) for d in seed_dirs]
         for run_dir in seed_dirs:
             trainer = load_run(run_dir, device=device)
             cfg, task = trainer.cfg, trainer.task
-            if not cfg.task.startswith("brain"):
-                raise UserError(f"{run_dir} is a {cfg.task} run; the stopping study is for brain2d/brain3d runs")
-            for scale in scales:
-                pairs = evaluation_pairs(dataclasses.replace(cfg, deformation_strength=cfg.deformation_strength
-                                                              * scale), device=task.device)
+            tasks.add(cfg.task)
+            if len(tasks) > 1:
+                raise UserError(f"the runs mix tasks {sorted(tasks)}; compare runs of one task")
+            conditions = list(conditions or DEFAULT_CONDITIONS[_family(cfg.task)])
+            for condition in conditions:
+                pairs = condition_pairs(cfg, condition, device=task.device)
                 for count in steps:
-                    found = stopping_oracle(task, task.policy(), pairs, int(count))
-                    key = (label, float(scale), int(count))
+                    found = stopping_oracle(task.step_scores(task.policy(), pairs, int(count)))
+                    key = (label, condition, int(count))
                     items.setdefault(key, {"final": [], "oracle": []})
                     items[key]["final"].append(found.pop("final_items"))
                     items[key]["oracle"].append(found.pop("oracle_items"))
-                    rows.append({"method": label, "seed": int(run_dir.name[4:]), "scale": float(scale),
+                    rows.append({"method": label, "seed": int(run_dir.name[4:]), "condition": condition,
                                  "steps": int(count), **found})
     summary = []
-    for label, scale, count in items:
-        part = [r for r in rows if (r["method"], r["scale"], r["steps"]) == (label, scale, count)]
-        summary.append({"method": label, "scale": scale, "steps": count,
+    for label, condition, count in items:
+        part = [r for r in rows if (r["method"], r["condition"], r["steps"]) == (label, condition, count)]
+        summary.append({"method": label, "condition": condition, "steps": count,
                         **{f"{k}_mean": float(np.mean([r[k] for r in part])) for k in
                            ("final", "oracle", "best_fixed_step_score", "oracle_steps")},
                         "final_per_seed": [r["final"] for r in part], "oracle_per_seed": [r["oracle"] for r in part]})
@@ -70,35 +118,31 @@ def stopping_study(runs: dict[str, str | Path], scales=(1.0, 2.0), steps=(10,), 
     for a, b in combinations(list(runs), 2):
         if seeds_of[a] != seeds_of[b]:
             continue  # pairing needs the same seeds
-        for scale in scales:
+        for condition in conditions:
             for count in steps:
                 for at in ("final", "oracle"):
-                    result = stats.paired(items[(a, float(scale), int(count))][at],
-                                          items[(b, float(scale), int(count))][at])
-                    verdicts.append({"a": a, "b": b, "scale": float(scale), "steps": int(count), "at": at,
+                    result = stats.paired(items[(a, condition, int(count))][at], items[(b, condition, int(count))][at])
+                    verdicts.append({"a": a, "b": b, "condition": condition, "steps": int(count), "at": at,
                                      **{k: result[k] for k in ("difference", "ci95", "significant", "reason")},
                                      "better": result.get("better")})
-    return {"runs": {k: str(v) for k, v in runs.items()}, "seeds": seeds_of, "scales": list(map(float, scales)),
-            "steps": list(map(int, steps)), "summary": summary, "paired": verdicts, "rows": rows}
+    return {"task": tasks.pop(), "runs": {k: str(v) for k, v in runs.items()}, "seeds": seeds_of,
+            "conditions": conditions, "steps": list(map(int, steps)), "summary": summary, "paired": verdicts,
+            "rows": rows}
 
 
 def stopping_table(result: dict) -> str:
-    """Markdown: per (scale, steps), each method's Dice at the last step and under the stopping oracle."""
-    lines = ["| method | deformation × | steps | Dice at the last step | best single step | oracle stop | "
+    """Markdown: per (condition, steps), each method's score at the last step, at the best single step and under
+    the stopping oracle; then every paired verdict."""
+    order = {c: k for k, c in enumerate(result["conditions"])}
+    lines = ["| method | condition | steps | score at the last step | best single step | oracle stop | "
              "mean oracle step |", "|---|---|---|---|---|---|---|"]
-    for row in sorted(result["summary"], key=lambda r: (r["scale"], r["steps"], r["method"])):
-        lines.append(f"| {row['method']} | {row['scale']:g} | {row['steps']} | {row['final_mean']:.3f} | "
+    for row in sorted(result["summary"], key=lambda r: (order[r["condition"]], r["steps"], r["method"])):
+        lines.append(f"| {row['method']} | {row['condition']} | {row['steps']} | {row['final_mean']:.3f} | "
                      f"{row['best_fixed_step_score_mean']:.3f} | {row['oracle_mean']:.3f} | "
                      f"{row['oracle_steps_mean']:.1f} |")
     for v in result["paired"]:
         winner = v["a"] if v["better"] == "a" else v["b"]
         verdict = f"{winner} better" if v["significant"] else f"not significant ({v['reason']})"
-        lines.append(f"\n{v['a']} − {v['b']}, × {v['scale']:g}, {v['steps']} steps, {v['at']}: "
+        lines.append(f"\n{v['a']} − {v['b']}, {v['condition']}, {v['steps']} steps, {v['at']}: "
                      f"{v['difference']:+.3f} [{v['ci95'][0]:+.3f}, {v['ci95'][1]:+.3f}], {verdict}")
     return "\n".join(lines)
-
-
-def write_study(result: dict, out: Path) -> None:
-    from .checkpoint import atomic_write_text
-
-    atomic_write_text(Path(out), json.dumps(result, indent=1) + "\n")

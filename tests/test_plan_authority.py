@@ -218,7 +218,7 @@ def test_stopping_oracle_bounds_every_fixed_step():
     for p in task.actor.parameters():  # a policy that moves pixels: random weights, not the zero-initialised head
         torch.nn.init.normal_(p, std=0.05)
     pairs = evaluation_pairs(cfg)
-    found = stopping_oracle(task, task.policy(), pairs, steps=4)
+    found = stopping_oracle(task.step_scores(task.policy(), pairs, steps=4))
     assert len(found["per_step"]) == 5
     assert found["oracle"] >= found["best_fixed_step_score"] - 1e-6 >= max(found["final"], found["per_step"][0]) - 2e-6
     assert 0 <= found["oracle_steps"] <= 4

@@ -291,6 +291,14 @@ class BrainRegistrationTask(RegistrationTask):
         return {"flows": flows, "moved": torch.stack([moved for _, moved in records]),
                 "fixed": pairs["fixed"][:keep].cpu(), "keep_flows": torch.stack([f[:keep].cpu() for f in flows])}
 
+    def step_scores(self, policy: Policy, pairs: dict[str, torch.Tensor], steps: int) -> torch.Tensor:
+        """``(T+1, B)``: every pair's label Dice (mean over labels) after every step of ``policy`` on ``pairs`` (a
+        dict like ``evaluation_pairs``)."""
+        pairs = {k: v.to(self.device) for k, v in pairs.items()}
+        with torch.no_grad():
+            flows = self.rollout_pairs(policy, pairs, steps)["flows"]
+        return step_label_dice(pairs, flows, len(self.label_names)).mean(2)
+
     def evaluate(self, policy: Policy, steps: int | None = None, n_pairs: int | None = None,
                  pairs: dict | None = None) -> EvalResult:
         """The pinned protocol of ``policy``: mean label Dice per step (the score), the error to the true field per

@@ -16,7 +16,7 @@ import torch
 from ..config import FAST_REGISTRATION, TrainConfig
 from ..data.mnist import SOURCES, load_mnist
 from ..errors import UserError
-from ..evaluate import EvalResult, metric_table, registration_metrics, rollout_registration
+from ..evaluate import EvalResult, metric_table, registration_metrics, rollout_registration, step_dice
 from ..policy import Policy
 from .base import evaluation_steps
 from .registration import RegistrationTask, check_registration
@@ -158,6 +158,18 @@ class DigitsTask(RegistrationTask):
             "data_source": self.data_source,
         }
 
+    def rollout_pairs(self, policy: Policy, pairs: tuple[torch.Tensor, torch.Tensor], steps: int) -> dict:
+        """Register ``pairs`` (uint8 ``(moving, fixed)``, ``(B, 1, 28, 28)`` each) for ``steps`` steps of ``policy``:
+        ``rollout_registration``'s ``{"moved": (T+1, B, 1, 28, 28), "fixed", "flow"}``."""
+        moving, fixed = pairs
+        env = self.make_env(self.env.sampler, len(moving), auto_reset=False)
+        return rollout_registration(policy, env, moving.to(self.device), fixed.to(self.device), steps)
+
+    def step_scores(self, policy: Policy, pairs: tuple[torch.Tensor, torch.Tensor], steps: int) -> torch.Tensor:
+        """``(T+1, B)``: every pair's Dice (the protocol's masks, ``> 0``) after every step of ``policy``."""
+        with torch.no_grad():
+            return step_dice(self.rollout_pairs(policy, pairs, steps), 0)
+
     def evaluate(self, policy: Policy, steps: int | None = None, n_pairs: int | None = None,
                  pairs: tuple[torch.Tensor, torch.Tensor] | None = None, pairs_file=None) -> EvalResult:
         """The pinned protocol of ``policy``: ``n_pairs`` test pairs (default ``cfg.eval_pairs``), ``steps``
@@ -170,8 +182,7 @@ class DigitsTask(RegistrationTask):
         n_pairs = n_pairs or cfg.eval_pairs
 
         def run(moving, fixed):
-            env = self.make_env(self.env.sampler, len(moving), auto_reset=False)
-            return rollout_registration(policy, env, moving.to(self.device), fixed.to(self.device), steps)
+            return self.rollout_pairs(policy, (moving, fixed), steps)
 
         if pairs is None and pairs_file is not None:
             pairs = load_pairs_file(pairs_file)
