@@ -72,15 +72,17 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 @pytest.fixture
-def lab(tmp_path):
-    """A JupyterLab server on localhost serving a copy of chapter 01; yields (base url, token, notebook name)."""
+def lab(request, tmp_path):
+    """A JupyterLab server on localhost serving a copy of a chapter (chapter 01 unless the test is parametrised
+    indirectly with another notebook's file name); yields (base url, token, notebook name)."""
+    notebook = NOTEBOOK.parent / getattr(request, "param", NOTEBOOK.name)
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing; install Debian's browser with: apt-get install -y chromium")
     pytest.importorskip("playwright.sync_api", reason="the PyPI package playwright is not installed")
     pytest.importorskip("jupyterlab", reason="jupyterlab is not installed")
     root = tmp_path / "notebooks"
     root.mkdir()
-    shutil.copy(NOTEBOOK, root / NOTEBOOK.name)
+    shutil.copy(notebook, root / notebook.name)
     dirs = {name: tmp_path / name for name in ("config", "data", "runtime", "ipython", "mpl", "settings",
                                                "workspaces")}
     for d in dirs.values():
@@ -108,7 +110,7 @@ def lab(tmp_path):
     try:
         base = f"http://127.0.0.1:{port}"
         _wait_for_server(f"{base}/api/status?token={token}", process, log)
-        yield base, token, NOTEBOOK.name
+        yield base, token, notebook.name
     finally:
         _stop(process)
 
@@ -137,6 +139,22 @@ PLAYER_STATE = """() => {
 }"""
 
 
+def _run_all(page, base: str, token: str, name: str, run_all_s: float = RUN_ALL_S) -> None:
+    """Open ``name`` in JupyterLab, run every cell and wait until all ran and the kernel is idle; no errors."""
+    page.goto(f"{base}/lab/tree/{name}?token={token}")
+    page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
+                           " && window.jupyterapp.shell.currentWidget.sessionContext"
+                           " && window.jupyterapp.shell.currentWidget.sessionContext.session"
+                           " && window.jupyterapp.shell.currentWidget.sessionContext.session.kernel",
+                           timeout=SERVER_START_S * 1000)
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=SERVER_START_S * 1000)
+    # start the run without awaiting its promise, so that run_all_s bounds it below
+    page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+    page.wait_for_function(ALL_CELLS_RAN, timeout=run_all_s * 1000, polling=500)
+    errors = page.evaluate(ERRORS)
+    assert not errors, f"cells raised errors in JupyterLab: {errors[:3]}"
+
+
 def test_chapter01_episode_player_in_jupyterlab(lab, tmp_path):
     from playwright.sync_api import sync_playwright
 
@@ -147,19 +165,7 @@ def test_chapter01_episode_player_in_jupyterlab(lab, tmp_path):
         browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
-            page.goto(f"{base}/lab/tree/{name}?token={token}")
-            page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
-                                   " && window.jupyterapp.shell.currentWidget.sessionContext"
-                                   " && window.jupyterapp.shell.currentWidget.sessionContext.session"
-                                   " && window.jupyterapp.shell.currentWidget.sessionContext.session.kernel",
-                                   timeout=SERVER_START_S * 1000)
-            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
-                                   timeout=SERVER_START_S * 1000)
-            # start the run without awaiting its promise, so that RUN_ALL_S bounds it below
-            page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
-            page.wait_for_function(ALL_CELLS_RAN, timeout=RUN_ALL_S * 1000, polling=500)
-            errors = page.evaluate(ERRORS)
-            assert not errors, f"cells raised errors in JupyterLab: {errors[:3]}"
+            _run_all(page, base, token, name)
 
             # the episode player renders as a live widget, not the static fallback alone
             slider = page.locator(".widget-slider").first
@@ -185,3 +191,45 @@ def test_chapter01_episode_player_in_jupyterlab(lab, tmp_path):
           f"whole page: {tmp_path / 'ch01_page.png'}; {time.monotonic() - started:.1f} s in the browser")
     assert after["readout"] == "1"
     assert after["image"] != before["image"], "moving the slider did not redraw the player's figure"
+
+
+#: per code cell: its first line, and how far its editor scrolls sideways (0 = every line fits)
+OVERFLOW = """() => Array.from(document.querySelectorAll('.jp-CodeCell')).map(cell => {
+    const scroller = cell.querySelector('.cm-scroller');
+    const first = cell.querySelector('.cm-line');
+    return {first: first ? first.textContent.slice(0, 60) : '',
+            overflow: scroller ? scroller.scrollWidth - scroller.clientWidth : 0};
+})"""
+
+#: the text the plan explorer's cell printed (its stdout), line by line
+EXPLORER_TEXT = """() => {
+    const cell = Array.from(document.querySelectorAll('.jp-CodeCell')).find(c =>
+        (c.querySelector('.jp-InputArea-editor') || {textContent: ''}).textContent.includes('plan_reach ='));
+    return cell ? Array.from(cell.querySelectorAll('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stdout"]'))
+        .map(o => o.textContent).join('').split('\\n').filter(l => l.trim()) : null;
+}"""
+
+
+@pytest.mark.parametrize("lab", ["02_planner_and_actor.ipynb"], indirect=True)
+def test_chapter02_reads_at_1400px(lab, tmp_path):
+    """What a student sees of chapter 02 in JupyterLab at 1,400 px: no code cell scrolls sideways (the parameter
+    cell's comments included), and the plan explorer prints a few lines (no raw provenance dict) saying how far the
+    plan moves the field, beside the rendered explorer."""
+    from playwright.sync_api import sync_playwright
+
+    base, token, name = lab
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            _run_all(page, base, token, name, run_all_s=3 * RUN_ALL_S)
+            overflowing = [c for c in page.evaluate(OVERFLOW) if c["overflow"] > 1]
+            lines = page.evaluate(EXPLORER_TEXT)
+            page.screenshot(path=str(tmp_path / "ch02_page.png"), full_page=True)
+        finally:
+            browser.close()
+    print(f"\nchapter 02 at 1400 px: {tmp_path / 'ch02_page.png'}; explorer printed {lines}")
+    assert not overflowing, f"code cells wider than the notebook at 1400 px: {overflowing}"
+    assert lines is not None, "the plan explorer's cell was not found"
+    assert 1 <= len(lines) <= 4, lines
+    assert any("every plan component moved by ±3" in line for line in lines), lines
