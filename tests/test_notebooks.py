@@ -118,6 +118,18 @@ def test_outputs_stripped_except_checked_cells(path):
             assert cell.execution_count is None, f"{path.name} cell {k}: stored execution count; strip it"
 
 
+#: JupyterLab at 1,400 px with its file browser open shows ~121 characters of code before a cell scrolls sideways
+#: (measured in tests/test_browser.py: a 124-character line overflowed by 13 px)
+MAX_CODE_LINE = 120
+
+
+@notebook_params
+def test_code_lines_fit_at_1400px(path):
+    long = [(k, len(line)) for k, cell in enumerate(read(path).cells) if cell.cell_type == "code"
+            for line in cell.source.splitlines() if len(line) > MAX_CODE_LINE]
+    assert not long, f"{path.name}: (cell, length) of code lines over {MAX_CODE_LINE} characters: {long}; wrap them"
+
+
 @notebook_params
 def test_goals_summary_exercises(path):
     nb = read(path)
