@@ -180,8 +180,12 @@ def build_parser() -> argparse.ArgumentParser:
     stopping.add_argument("--out", default=None, help="write the JSON here (atomically)")
     stopping.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     report = sub.add_parser("report", help="results text from comparison.json files (the README's block)")
-    report.add_argument("comparisons", nargs="+", help="comparison.json files or the directories holding them")
+    report.add_argument("comparisons", nargs="+",
+                        help="comparison.json files (or their directories), designs.json files and stopping studies")
     report.add_argument("--readme", default=None, help="rewrite this README's generated block (default: print it)")
+    report.add_argument("--figures", default=None, metavar="DIR",
+                        help="also write the synthesis figures (plan authority over the designs.json files, one per "
+                             "stopping study) with provenance sidecars into DIR, e.g. figures/synthesis")
     report.add_argument("--chapters", default=None, metavar="NOTEBOOKS",
                         help="rewrite the generated 'measured' bullet in the summary of each task chapter (10-15) "
                              "in this folder from the comparisons (the largest preset per task)")
@@ -368,15 +372,18 @@ def _cmd_stopping(args) -> int:
 
 
 def _cmd_report(args) -> int:
-    from .report import readme_block, update_chapters, update_readme
+    from .report import readme_block, update_chapters, update_readme, write_figures
 
+    if args.figures:
+        for path in write_figures(args.comparisons, args.figures):
+            print(f"written {path} (and its sidecar {path.with_suffix('.json').name})")
     if args.chapters:
         changed = update_chapters(args.chapters, args.comparisons)
         print(f"chapters rewritten: {', '.join(changed)}" if changed else "chapters already up to date")
     if args.readme:
         changed = update_readme(args.readme, args.comparisons)
         print(f"{args.readme}: {'rewritten' if changed else 'already up to date'}")
-    elif not args.chapters:
+    elif not (args.chapters or args.figures):
         print(readme_block(args.comparisons))
     return 0
 

@@ -130,9 +130,10 @@ def stopping_study(runs: dict[str, str | Path], conditions=None, steps=(10,), de
             "rows": rows}
 
 
-def stopping_table(result: dict) -> str:
+def stopping_table(result: dict, involving: str | None = None) -> str:
     """Markdown: per (condition, steps), each method's score at the last step, at the best single step and under
-    the stopping oracle; then every paired verdict."""
+    the stopping oracle; then the paired verdicts, one row per (pair, condition, steps), at the last step and under
+    the oracle (only the pairs that include the method ``involving``, when given)."""
     order = {c: k for k, c in enumerate(result["conditions"])}
     lines = ["| method | condition | steps | score at the last step | best single step | oracle stop | "
              "mean oracle step |", "|---|---|---|---|---|---|---|"]
@@ -140,9 +141,18 @@ def stopping_table(result: dict) -> str:
         lines.append(f"| {row['method']} | {row['condition']} | {row['steps']} | {row['final_mean']:.3f} | "
                      f"{row['best_fixed_step_score_mean']:.3f} | {row['oracle_mean']:.3f} | "
                      f"{row['oracle_steps_mean']:.1f} |")
+    verdicts = {}
     for v in result["paired"]:
-        winner = v["a"] if v["better"] == "a" else v["b"]
-        verdict = f"{winner} better" if v["significant"] else f"not significant ({v['reason']})"
-        lines.append(f"\n{v['a']} − {v['b']}, {v['condition']}, {v['steps']} steps, {v['at']}: "
-                     f"{v['difference']:+.3f} [{v['ci95'][0]:+.3f}, {v['ci95'][1]:+.3f}], {verdict}")
+        if involving is None or involving in (v["a"], v["b"]):
+            verdicts.setdefault((v["a"], v["b"], v["condition"], v["steps"]), {})[v["at"]] = v
+    if verdicts:
+        lines += ["", "| a − b | condition | steps | at the last step [95 %] | under the oracle [95 %] |",
+                  "|---|---|---|---|---|"]
+    for (a, b, condition, steps), at in verdicts.items():
+        cells = []
+        for key in ("final", "oracle"):
+            v = at[key]
+            word = (f"{a if v['better'] == 'a' else b} better" if v["significant"] else "n.s.")
+            cells.append(f"{v['difference']:+.3f} [{v['ci95'][0]:+.3f}, {v['ci95'][1]:+.3f}] {word}")
+        lines.append(f"| {a} − {b} | {condition} | {steps} | {cells[0]} | {cells[1]} |")
     return "\n".join(lines)

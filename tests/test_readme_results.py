@@ -13,6 +13,9 @@ from rl_i2it.report import BEGIN, END, readme_block
 ROOT = Path(__file__).resolve().parents[1]
 COMPARISONS = sorted((ROOT / "figures" / "comparisons").glob("*.json"))
 DESIGNS = sorted((ROOT / "figures" / "designs").glob("*.json"))  # python -m rl_i2it designs: designs.json files
+STOPPING = sorted((ROOT / "figures" / "stopping").glob("*.json"))  # python -m rl_i2it stopping
+COMMAND = ("python -m rl_i2it report --readme README.md --chapters notebooks --figures figures/synthesis "
+           "figures/comparisons/*.json figures/designs/*.json figures/stopping/*.json")
 
 
 def test_committed_comparisons_are_valid():
@@ -27,9 +30,26 @@ def test_readme_block_is_what_the_files_say():
     text = (ROOT / "README.md").read_text()
     block = re.search(re.escape(BEGIN) + r".*?" + re.escape(END), text, re.S)
     assert block, "README.md has no generated results block"
-    assert block.group(0) == readme_block(COMPARISONS + DESIGNS), (
-        "README.md's results differ from figures/comparisons/*.json and figures/designs/*.json: run "
-        "python -m rl_i2it report --readme README.md figures/comparisons/*.json figures/designs/*.json")
+    assert block.group(0) == readme_block(COMPARISONS + DESIGNS + STOPPING), (
+        f"README.md's results differ from the files in figures/comparisons, figures/designs and figures/stopping: "
+        f"run {COMMAND}")
+    assert COMMAND in text, "the README names the command that generates its results"
+
+
+def test_report_kinds_and_synthesis_figures(tmp_path):
+    from rl_i2it.report import result_kind, write_figures
+
+    assert {result_kind(p) for p in COMPARISONS} == {"comparison"}
+    assert {result_kind(p) for p in DESIGNS} == {"designs"}
+    assert STOPPING and {result_kind(p) for p in STOPPING} == {"stopping"}
+    written = write_figures(COMPARISONS + DESIGNS + STOPPING, tmp_path)
+    assert [p.name for p in written] == ["plan_authority.png"] + [f"stopping-{p.stem}.png" for p in STOPPING]
+    for png in written:
+        sidecar = json.loads(png.with_suffix(".json").read_text())
+        assert png.stat().st_size > 10_000 and sidecar["sources"] and sidecar["commit"]
+    committed = ROOT / "figures" / "synthesis"
+    assert sorted(p.name for p in committed.glob("*.png")) == sorted(p.name for p in written), (
+        f"figures/synthesis/ is not what the committed results draw: run {COMMAND}")
 
 
 def test_committed_designs_name_their_task_and_preset():
