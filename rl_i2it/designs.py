@@ -28,6 +28,7 @@ it beats ``aux_only`` and ``cascade`` significantly (the conservative rule of ``
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,14 @@ from .errors import UserError
 
 __all__ = ["DESIGNS", "run_designs", "design_rows", "design_table"]
 
-#: name -> config fields; "default" is the task's preset as it is (its rl is the reference's rl)
+def entropy_per_dim(sigma: float) -> float:
+    """The differential entropy of N(0, σ²) per dimension, in nats: ``½ log(2πe) + log σ``."""
+    return 0.5 * math.log(2 * math.pi * math.e) + math.log(sigma)
+
+
+#: name -> config fields; "default" is the task's preset as it is (its rl is the reference's rl).
+#: ``target_sigma_0.5``: SAC's target entropy at σ = 0.5 instead of the -1 nat per dimension (σ ≈ 0.09) of the
+#: ``-|A|`` rule: where the plan's σ falls below 0.5, α rises and pushes it back, so the temperature regulates
 DESIGNS: dict[str, dict] = {
     "default": {},
     "mean_kl": {"plan_kl": "mean"},
@@ -48,6 +56,7 @@ DESIGNS: dict[str, dict] = {
     "skip_dropout_0.5": {"skip_dropout": 0.5},
     "gate": {"plan_gate": True},
     "gate_mean_kl": {"plan_gate": True, "plan_kl": "mean"},
+    "target_sigma_0.5": {"target_entropy_per_dim": entropy_per_dim(0.5)},
 }
 REFERENCE_METHODS = ("identity", "cascade", "aux_only", "rl", "rl_plan_shuffled")
 DESIGN_METHODS = ("aux_only", "rl", "rl_plan_shuffled")

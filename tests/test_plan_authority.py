@@ -225,3 +225,13 @@ def test_stopping_oracle_bounds_every_fixed_step():
     pinned = task.evaluate(task.policy(), steps=4, pairs=pairs)
     assert np.allclose(found["per_step"], pinned.score_per_step, atol=1e-5)
     assert found["per_step"][-1] != found["per_step"][0], "the random actor moved the labels"
+
+
+def test_target_sigma_design_targets_the_entropy_of_that_sigma():
+    from rl_i2it.designs import DESIGNS, entropy_per_dim
+
+    for sigma in (0.09, 0.5, 1.0):
+        assert entropy_per_dim(sigma) == pytest.approx(torch.distributions.Normal(0.0, sigma).entropy().item())
+    per_dim = DESIGNS["target_sigma_0.5"]["target_entropy_per_dim"]
+    assert tiny("digits", target_entropy_per_dim=per_dim).target_entropy_per_dim == per_dim
+    assert entropy_per_dim(0.5) > -1.0, "a target above the -|A| rule's: σ can reach it while the plan matters"
