@@ -160,7 +160,7 @@ def run_designs(task: str, preset: str = "auto", seeds=(0, 1, 2), run_dir=None, 
                        methods=DESIGN_METHODS)
     reference = load_comparison(reference_dir)
     result = {"task": task, "preset": reference["preset"], "seeds": reference["seeds"], "budget": reference["budget"],
-              "metric": reference["metric"], "reference": str(reference_dir),
+              "metric": reference["metric"], "reference": str(reference_dir), "overrides": dict(overrides or {}),
               "rows": design_rows(reference_dir, design_dirs)}
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "designs.json", json.dumps(result, indent=1))

@@ -166,8 +166,11 @@ def designs_section(result: dict, level: int = 3) -> str:
 
     budget = result["budget"]
     head = (f"{'#' * level} Plan-authority designs: {result['task']} — {result['preset']} preset, "
-            f"{len(result['seeds'])} seed(s), {budget['updates']} learner updates at batch {budget['batch_size']}\n\n")
-    return head + design_table(result["rows"], result["metric"]["name"]) + "\n"
+            f"{len(result['seeds'])} seed(s), {budget['updates']} learner updates at batch {budget['batch_size']}")
+    overrides = result.get("overrides") or {}
+    if overrides:
+        head += ", every run (the reference's too) with " + ", ".join(f"{k}={v}" for k, v in overrides.items())
+    return head + "\n\n" + design_table(result["rows"], result["metric"]["name"]) + "\n"
 
 
 def result_kind(path: Path) -> str:
@@ -193,10 +196,16 @@ def stopping_section(study: dict, level: int = 3) -> str:
     from .stopping import stopping_table
 
     seeds = sorted({s for v in study["seeds"].values() for s in v})
-    head = (f"{'#' * level} Stopping study: {study['task']}, {len(seeds)} seed(s); score after every step on held-out "
-            f"pairs per condition, with each pair's best step (the oracle); verdicts of rl against each other "
-            f"method\n\n")
-    return head + stopping_table(study, involving="rl") + "\n"
+    preset = f" — {study['preset']} preset" if study.get("preset") else ""
+    head = (f"{'#' * level} Stopping study: {study['task']}{preset}, {len(seeds)} seed(s)\n\nThe score after every "
+            f"step on held-out pairs per condition, with each pair's best step (the oracle); verdicts of rl against "
+            f"each other method.")
+    departures = study.get("departures") or {}
+    if any(departures.values()):
+        fields = "; ".join(f"{label}: " + (", ".join(f"{k}={v}" for k, v in fields.items()) or "none")
+                           for label, fields in departures.items())
+        head += f" Config fields that differ from the preset, per method: {fields}."
+    return head + "\n\n" + stopping_table(study, involving="rl") + "\n"
 
 
 def readme_block(paths) -> str:

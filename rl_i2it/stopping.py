@@ -32,7 +32,7 @@ from . import stats
 from .controls import stopping_oracle
 from .errors import UserError
 
-__all__ = ["stopping_study", "stopping_table", "condition_pairs", "DEFAULT_CONDITIONS"]
+__all__ = ["stopping_study", "stopping_table", "condition_pairs", "preset_departures", "DEFAULT_CONDITIONS"]
 
 #: what ``stopping_study`` evaluates when no conditions are given, per task family
 DEFAULT_CONDITIONS = {"brain": ("scale=1", "scale=2"), "digits": ("test", "same_class", "sklearn")}
@@ -72,6 +72,15 @@ def condition_pairs(cfg, condition: str, device="cpu"):
     return evaluation_pairs(test.images, test.labels, cfg.eval_pairs, same_class=condition == "same_class")
 
 
+def preset_departures(cfg) -> dict:
+    """The config fields of a run that differ from its task's preset (``seed`` aside), e.g. ``{"rl_weight": 0.0}``
+    for an ``aux_only`` run or ``{"smooth_weight": 1.0}`` for a run trained with ``--set smooth_weight=1``."""
+    from .config import make_config
+
+    preset = dataclasses.asdict(make_config(cfg.task, cfg.preset))
+    return {k: v for k, v in dataclasses.asdict(cfg).items() if k != "seed" and v != preset.get(k)}
+
+
 def _seed_runs(folder: Path) -> list[Path]:
     runs = sorted(folder.glob("seed*/checkpoint.pt"), key=lambda p: int(p.parent.name[4:]))
     if not runs:
@@ -86,16 +95,17 @@ def stopping_study(runs: dict[str, str | Path], conditions=None, steps=(10,), de
 
     if not runs:
         raise UserError("stopping needs --runs LABEL=FOLDER (at least one)")
-    rows, items, seeds_of, tasks = [], {}, {}, set()
+    rows, items, seeds_of, tasks, departures = [], {}, {}, set(), {}
     for label, folder in runs.items():
         seed_dirs = _seed_runs(Path(folder))
         seeds_of[label] = [int(d.name[4:]) for d in seed_dirs]
         for run_dir in seed_dirs:
             trainer = load_run(run_dir, device=device)
             cfg, task = trainer.cfg, trainer.task
-            tasks.add(cfg.task)
+            tasks.add((cfg.task, cfg.preset))
             if len(tasks) > 1:
-                raise UserError(f"the runs mix tasks {sorted(tasks)}; compare runs of one task")
+                raise UserError(f"the runs mix tasks or presets {sorted(tasks)}; compare runs of one task and preset")
+            departures.setdefault(label, preset_departures(cfg))
             conditions = list(conditions or DEFAULT_CONDITIONS[_family(cfg.task)])
             for condition in conditions:
                 pairs = condition_pairs(cfg, condition, device=task.device)
@@ -125,7 +135,9 @@ def stopping_study(runs: dict[str, str | Path], conditions=None, steps=(10,), de
                     verdicts.append({"a": a, "b": b, "condition": condition, "steps": int(count), "at": at,
                                      **{k: result[k] for k in ("difference", "ci95", "significant", "reason")},
                                      "better": result.get("better")})
-    return {"task": tasks.pop(), "runs": {k: str(v) for k, v in runs.items()}, "seeds": seeds_of,
+    task_name, preset = tasks.pop()
+    return {"task": task_name, "preset": preset, "departures": departures,
+            "runs": {k: str(v) for k, v in runs.items()}, "seeds": seeds_of,
             "conditions": conditions, "steps": list(map(int, steps)), "summary": summary, "paired": verdicts,
             "rows": rows}
 

@@ -55,7 +55,9 @@ def test_report_kinds_and_synthesis_figures(tmp_path):
 def test_committed_designs_name_their_task_and_preset():
     for path in DESIGNS:
         result = json.loads(path.read_text())
-        assert path.stem == f"{result['task']}-{result['preset']}", path.name
+        overrides = "".join(f"-{k}={v}" for k, v in (result.get("overrides") or {}).items())
+        assert path.stem == f"{result['task']}-{result['preset']}{overrides}", (
+            f"{path.name}: name a designs file <task>-<preset>[-<field>=<value> per override]")
         assert len(result["seeds"]) >= 3 and result["rows"], path.name
 
 
