@@ -8,7 +8,7 @@ name                               what
 ``design_frame(designs)``          one row per (task, preset, design) of ``designs.json`` files: the score, the plan's
                                    authority (score lost when plans are shuffled), the critic's ranking of plans,
                                    σ and α, and the paired verdicts against ``aux_only`` and ``cascade``
-``designs_figure(frame)``          one panel per (task, preset): authority (x) against the advantage over
+``designs_figure(frame)``          one panel per (task, setting): authority (x) against the advantage over
                                    ``aux_only`` (y, with its 95 % interval; up is better whatever the metric)
 ``stopping_frame(study)``          one row per (method, condition, steps) of a stopping study: the last step, the
                                    best single step and the stopping oracle
@@ -43,14 +43,17 @@ def design_frame(designs: list[dict]):
     rows = []
     for result in designs:
         higher = result["metric"]["higher_is_better"]
+        setting = ", ".join([result["preset"]] + [f"{k}={v}" for k, v in (result.get("overrides") or {}).items()])
         for row in result["rows"]:
-            entry = {"task": result["task"], "preset": result["preset"], "seeds": len(result["seeds"]),
+            entry = {"task": result["task"], "preset": result["preset"], "setting": setting,
+                     "seeds": len(result["seeds"]),
                      "metric": result["metric"]["name"], "design": row["design"], "final": row["final"],
                      "plan_shuffle_drop": row["plan_shuffle_drop"], "q_rank_correlation": row["q_rank_correlation"],
                      "sigma": row["sigma"], "alpha": row["alpha"]}
             for control in ("aux_only", "cascade"):
                 paired = row.get(f"vs_{control}")
-                if paired is None:
+                if paired is None:  # a reference without this control: no verdict, neither won nor lost
+                    entry.update({f"beats_{control}": False, f"loses_to_{control}": False})
                     continue
                 low, high = sorted(_signed(v, higher) for v in paired["ci95"])
                 entry.update({f"advantage_{control}": _signed(paired["difference"], higher),
@@ -62,19 +65,19 @@ def design_frame(designs: list[dict]):
 
 
 def designs_figure(frame):
-    """``design_frame`` as one panel per (task, preset): x, the score lost when the plans are shuffled (the plan's
+    """``design_frame`` as one panel per (task, setting: the preset and any overrides): x, the score lost when the plans are shuffled (the plan's
     authority; 0 = the plan carries nothing); y, the advantage of the design's ``rl`` over ``aux_only`` with its 95 %
     interval (positive = better). Filled markers: significant. A design that gave RL and the plan a role would sit
     up and to the right."""
     import matplotlib.pyplot as plt
 
-    groups = list(dict.fromkeys(zip(frame["task"], frame["preset"])))
+    groups = list(dict.fromkeys(zip(frame["task"], frame["setting"])))
     columns = min(3, len(groups))
     rows = -(-len(groups) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 3.0 * rows), squeeze=False)
     colours = {d: f"C{k}" for k, d in enumerate(dict.fromkeys(frame["design"]))}
-    for ax, (task, preset) in zip(axes.flat, groups):
-        part = frame[(frame["task"] == task) & (frame["preset"] == preset)]
+    for ax, (task, setting) in zip(axes.flat, groups):
+        part = frame[(frame["task"] == task) & (frame["setting"] == setting)]
         for _, row in part.iterrows():
             colour = colours[row["design"]]
             x, y = row["plan_shuffle_drop"], row["advantage_aux_only"]
@@ -89,7 +92,7 @@ def designs_figure(frame):
         drops = part["plan_shuffle_drop"].astype(float)
         ax.set_xlim(min(drops.min(), 0) - 0.15 * spread, max(drops.max(), 0) + 0.15 * spread)
         ax.ticklabel_format(axis="both", style="plain", useOffset=False)
-        ax.set_title(f"{task} ({preset}), {part['metric'].iloc[0]}", fontsize=8)
+        ax.set_title(f"{task} ({setting}), {part['metric'].iloc[0]}", fontsize=8)
         ax.set_xlabel("plan-shuffle drop (authority)", fontsize=7)
         ax.set_ylabel("rl − aux_only (up = better)", fontsize=7)
         ax.tick_params(labelsize=7)

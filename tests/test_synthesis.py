@@ -44,7 +44,8 @@ def test_committed_designs_and_stopping_studies_draw():
     assert len(frame) == sum(len(d["rows"]) for d in designs.values())
     assert (frame["advantage_aux_only_low"] <= frame["advantage_aux_only"] + 1e-12).all()
     fig = designs_figure(frame)
-    assert len([ax for ax in fig.axes if ax.get_title()]) == len(set(zip(frame["task"], frame["preset"])))
+    assert len([ax for ax in fig.axes if ax.get_title()]) == len(set(zip(frame["task"], frame["setting"])))
+    assert frame["beats_cascade"].map(type).eq(bool).all(), "a design without a cascade verdict neither won nor lost"
 
     study = load_results(ROOT / "figures" / "stopping")["brain2d-course"]
     table = stopping_frame(study)
