@@ -35,8 +35,8 @@ from .errors import UserError
 __all__ = ["stopping_study", "stopping_table", "condition_pairs", "preset_departures", "DEFAULT_CONDITIONS"]
 
 #: what ``stopping_study`` evaluates when no conditions are given, per task family
-DEFAULT_CONDITIONS = {"brain": ("scale=1", "scale=2"), "digits": ("test", "same_class", "sklearn")}
 DIGITS_CONDITIONS = ("test", "same_class", "sklearn")
+DEFAULT_CONDITIONS = {"brain": ("scale=1", "scale=2"), "digits": DIGITS_CONDITIONS}
 
 
 def _family(task_name: str) -> str:
@@ -99,14 +99,15 @@ def stopping_study(runs: dict[str, str | Path], conditions=None, steps=(10,), de
     for label, folder in runs.items():
         seed_dirs = _seed_runs(Path(folder))
         seeds_of[label] = [int(d.name[4:]) for d in seed_dirs]
-        for run_dir in seed_dirs:
+        for seed, run_dir in zip(seeds_of[label], seed_dirs):
             trainer = load_run(run_dir, device=device)
             cfg, task = trainer.cfg, trainer.task
             tasks.add((cfg.task, cfg.preset))
             if len(tasks) > 1:
                 raise UserError(f"the runs mix tasks or presets {sorted(tasks)}; compare runs of one task and preset")
             departures.setdefault(label, preset_departures(cfg))
-            conditions = list(conditions or DEFAULT_CONDITIONS[_family(cfg.task)])
+            if not conditions:  # the first run names the task, and with it the default conditions
+                conditions = DEFAULT_CONDITIONS[_family(cfg.task)]
             for condition in conditions:
                 pairs = condition_pairs(cfg, condition, device=task.device)
                 for count in steps:
@@ -115,7 +116,7 @@ def stopping_study(runs: dict[str, str | Path], conditions=None, steps=(10,), de
                     items.setdefault(key, {"final": [], "oracle": []})
                     items[key]["final"].append(found.pop("final_items"))
                     items[key]["oracle"].append(found.pop("oracle_items"))
-                    rows.append({"method": label, "seed": int(run_dir.name[4:]), "condition": condition,
+                    rows.append({"method": label, "seed": seed, "condition": condition,
                                  "steps": int(count), **found})
     summary = []
     for label, condition, count in items:
@@ -138,7 +139,7 @@ def stopping_study(runs: dict[str, str | Path], conditions=None, steps=(10,), de
     task_name, preset = tasks.pop()
     return {"task": task_name, "preset": preset, "departures": departures,
             "runs": {k: str(v) for k, v in runs.items()}, "seeds": seeds_of,
-            "conditions": conditions, "steps": list(map(int, steps)), "summary": summary, "paired": verdicts,
+            "conditions": list(conditions), "steps": list(map(int, steps)), "summary": summary, "paired": verdicts,
             "rows": rows}
 
 

@@ -181,9 +181,6 @@ class DigitsTask(RegistrationTask):
         steps = evaluation_steps(steps, cfg.eval_steps)
         n_pairs = n_pairs or cfg.eval_pairs
 
-        def run(moving, fixed):
-            return self.rollout_pairs(policy, (moving, fixed), steps)
-
         if pairs is None and pairs_file is not None:
             pairs = load_pairs_file(pairs_file)
         given = pairs is not None
@@ -191,8 +188,9 @@ class DigitsTask(RegistrationTask):
         if not given:
             test = load_mnist("test", cfg.data_source)
             pairs = evaluation_pairs(test.images, test.labels, n_pairs)
-            same = registration_metrics(run(*evaluation_pairs(test.images, test.labels, n_pairs, same_class=True)), 0)
-        rollout = run(*pairs)
+            same_class = evaluation_pairs(test.images, test.labels, n_pairs, same_class=True)
+            same = registration_metrics(self.rollout_pairs(policy, same_class, steps), 0)
+        rollout = self.rollout_pairs(policy, pairs, steps)
         main, strict = registration_metrics(rollout, 0), registration_metrics(rollout, 127)
         tables = {"dice": metric_table(main["dice_per_step"]), "dice_strict": metric_table(strict["dice_per_step"]),
                   "folding_fraction": metric_table(identity=0.0, final=main["folding_fraction"])}  # identity: no field
