@@ -41,7 +41,7 @@ quickstart: install
 
 ## test: install, then the whole suite on the CPU with the smoke preset: unit tests and every notebook (nbval)
 test: install browser-deps
-	RL_I2IT_SMOKE=1 $(BIN)/python -m pytest -q tests notebooks/[0-9][0-9]_*.ipynb --nbval-lax
+	RL_I2IT_SMOKE=1 PYTHONFAULTHANDLER=1 $(BIN)/python -m pytest -q tests notebooks/[0-9][0-9]_*.ipynb --nbval-lax
 
 ## figures: chapter 20 with papermill: every figure and table of the paper that the runs in runs/ allow, into
 ## figures/ (each with a provenance sidecar); a task whose run at PRESET is missing is trained first by its

@@ -245,6 +245,7 @@ def _write(path, text):
     return path
 
 
+@pytest.mark.own_interpreter
 def test_missing_runs_and_sweep_points_run_as_ray_tasks(digits_comparison, tmp_path, capsys):
     ray = pytest.importorskip("ray")
     import shutil

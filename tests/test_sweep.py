@@ -215,6 +215,7 @@ def test_cli_dry_run_and_run(runs, tmp_path, capsys):
 
 
 # ----------------------------------------------------------------------------------------------- Ray
+@pytest.mark.own_interpreter
 def test_ray_local_instance_with_two_cpus(runs, tmp_path):
     ray = pytest.importorskip("ray")
     marker = tmp_path / "killed-once"
