@@ -34,10 +34,15 @@ def _settable(parser: argparse.ArgumentParser) -> None:
                                                         "(the same as --set dataset=...)")
 
 
-def _amp(parser: argparse.ArgumentParser) -> None:
+def _execution(parser: argparse.ArgumentParser) -> None:
+    """How the networks run (what ``bench --ablate`` measures); the numbers they compute stay the same."""
     parser.add_argument("--amp", default=None, choices=("off", "bf16"),
-                        help="bf16: the networks' forward passes under bfloat16 autocast (meant for a GPU; the same as "
-                             "--set amp=bf16; default: the config's, off)")
+                        help="bf16: the networks' forward passes under bfloat16 autocast (the same as --set amp=bf16; "
+                             "default: the config's, off)")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the planner, actor and critics (the same as --set compile=true; needs a C "
+                             "compiler on the CPU, else a warning and eager; off by default: on the 2-core CPU it "
+                             "lost to channels_last alone, see bench --ablate compile)")
 
 
 def _overrides(items: list[str]) -> dict:
@@ -64,6 +69,8 @@ def _settings(args) -> dict:
         values["dataset"] = args.dataset
     if getattr(args, "amp", None):
         values["amp"] = args.amp
+    if getattr(args, "compile", False):
+        values["compile"] = True
     return values
 
 
@@ -84,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-eval", action="store_true", help="skip the evaluation after training")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     _settable(train)
-    _amp(train)
+    _execution(train)
     _common(train)
 
     evaluate = sub.add_parser("eval", help="evaluate a run with the task's pinned protocol")
@@ -112,8 +119,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", default=None, help="also write the JSON, with the UTC date it was measured, to this "
                                                    "file (atomically; figures/compute/<task>-<preset>.json is what "
                                                    "the chapters' compute banners read)")
+    bench.add_argument("--ablate", nargs="+", default=None, metavar="OPTION",
+                       help="instead: each named execution option (memory_format, compile, amp, threads) off and on, "
+                            "two trainers timed in one process, interleaved; prints the ratios on/off "
+                            "(rl_i2it/speedups.py)")
+    bench.add_argument("--rounds", type=int, default=6, help="with --ablate: interleaved rounds of 4 updates and 4 "
+                                                             "collects per arm (default: %(default)s)")
     _settable(bench)
-    _amp(bench)
+    _execution(bench)
     _common(bench)
 
     baseline = sub.add_parser("baseline", help="train and evaluate the one-step (no RL) baseline")
@@ -145,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--quiet", action="store_true", help="no progress lines")
     _ray_options(compare, "every (method, seed) run", "the comparison")
     _settable(compare)
+    _execution(compare)
     _common(compare)
 
     designs = sub.add_parser("designs", help="the plan-authority designs side by side: each design's rl against the "
@@ -261,10 +275,15 @@ def _cmd_eval(args) -> int:
 
 def _cmd_bench(args) -> int:
     from .bench import run_benchmark
+    from .speedups import ablate
 
-    report = run_benchmark(args.task, args.preset, batch=args.batch, batch_size=args.batch_size,
-                           device=args.device, seconds=args.seconds, replay_ratio=args.replay_ratio,
-                           **_settings(args))
+    if args.ablate:
+        report = ablate(args.task, args.preset, options=args.ablate, rounds=args.rounds, device=args.device,
+                        **_settings(args))
+    else:
+        report = run_benchmark(args.task, args.preset, batch=args.batch, batch_size=args.batch_size,
+                               device=args.device, seconds=args.seconds, replay_ratio=args.replay_ratio,
+                               **_settings(args))
     if args.out:
         import datetime
 

@@ -35,7 +35,7 @@ from .planner import sample_plan
 from .device import resolve_device
 from .train import Trainer
 
-__all__ = ["run_benchmark"]
+__all__ = ["run_benchmark", "train_seconds_estimate"]
 
 
 def _sync(device: torch.device) -> None:
@@ -57,6 +57,13 @@ def _rate(fn, device: torch.device, seconds: float, warmup: int = 3) -> float:
             elapsed = time.perf_counter() - started
             if elapsed >= seconds:
                 return calls / elapsed
+
+
+def train_seconds_estimate(cfg, collect_env_steps_per_s: float, updates_per_s: float) -> float:
+    """Seconds of ``cfg``'s whole training run: its env steps at the collect rate plus its learner updates (after
+    the bootstrap, ``replay_ratio / batch_size`` per env step) at the update rate."""
+    updates = max(0, cfg.total_env_steps - cfg.bootstrap_env_steps) * cfg.replay_ratio / cfg.batch_size
+    return cfg.total_env_steps / collect_env_steps_per_s + updates / updates_per_s
 
 
 def machine_description(device: torch.device) -> dict:
@@ -120,10 +127,8 @@ def run_benchmark(task: str = "digits", preset: str = "paper", batch: int | None
     else:
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
     bound = samples / replay_ratio
-    preset_updates = max(0, preset_cfg.total_env_steps - preset_cfg.bootstrap_env_steps) * \
-        preset_cfg.replay_ratio / preset_cfg.batch_size
     same_shape = (preset_cfg.num_envs, preset_cfg.batch_size) == (cfg.num_envs, cfg.batch_size)
-    estimate = preset_cfg.total_env_steps / collect + preset_updates / updates if same_shape else None
+    estimate = train_seconds_estimate(preset_cfg, collect, updates) if same_shape else None
     return {
         "task": cfg.task, "preset": cfg.preset, "num_envs": cfg.num_envs, "batch_size": cfg.batch_size,
         "replay_ratio": replay_ratio, "parameter_counts": trainer.task.parameter_counts(),

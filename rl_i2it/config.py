@@ -62,6 +62,8 @@ class TrainConfig:
     checkpoint_every_env_steps: int = 5_000  #: an atomic checkpoint every this many env steps
     save_buffer: bool = True  #: keep the replay buffer in checkpoints (bit-exact resume)
     amp: str = "off"  #: "bf16": the networks' forward passes under bfloat16 autocast (a GPU option; "off": fp32)
+    memory_format: str = "channels_last"  #: convolutions' layout: NHWC ("channels_last", faster on CPU) or "contiguous"
+    compile: bool = False  #: torch.compile the planner, actor and critics (needs a C compiler on the CPU)
     # --- the policy's networks and the episode's reward (every task; task defaults in its registered presets)
     image_size: int = 64  #: S, the side of the (square or cubic) images
     planner_widths: tuple[int, ...] = (16, 32, 64, 64)  #: planner levels; the plan grid is S / 2^(levels - 1)
@@ -89,6 +91,8 @@ class TrainConfig:
                                                     f"step of {self.num_envs} envs"),
             (self.actor_every >= 1, f"actor_every must be >= 1; got {self.actor_every}"),
             (self.amp in AMP_MODES, f"unknown amp {self.amp!r}; use one of {AMP_MODES}"),
+            (self.memory_format in MEMORY_FORMATS, f"unknown memory_format {self.memory_format!r}; use one of "
+                                                   f"{MEMORY_FORMATS}"),
             (self.reward_mode in REWARD_MODES, f"unknown reward mode {self.reward_mode!r}; use one of {REWARD_MODES}"),
             (self.image_size >= 1, f"image_size must be >= 1; got {self.image_size}"),
             (len(self.planner_widths) >= 1, f"planner_widths must name at least one level; got {self.planner_widths}"),
@@ -115,6 +119,7 @@ REWARD_MODES = ("improvement", "absolute")
 PLAN_KL_MODES = ("full", "mean", "none")
 SKIP_SOURCES = ("state", "condition")
 AMP_MODES = ("off", "bf16")
+MEMORY_FORMATS = ("channels_last", "contiguous")  # rl_i2it/nn/execution.py applies them
 
 #: CPU settings of the registration tasks' smoke and course presets (tuned for time to quality on a 2-core CPU, see
 #: the digits chapter): learning-rate-1e-3 networks, a short horizon (γ = 0.95 for 10-30 step episodes), and a

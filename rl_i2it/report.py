@@ -174,18 +174,21 @@ def designs_section(result: dict, level: int = 3) -> str:
 
 
 def result_kind(path: Path) -> str:
-    """``"designs"`` (``python -m rl_i2it designs``), ``"stopping"`` (``python -m rl_i2it stopping``) or
+    """``"designs"`` (``python -m rl_i2it designs``), ``"stopping"`` (``python -m rl_i2it stopping``),
+    ``"speedups"`` (``python -m rl_i2it bench --ablate ... --out``) or
     ``"comparison"`` (a ``comparison.json`` or a directory holding one)."""
     if path.suffix != ".json":
         return "comparison"
     data = json.loads(path.read_text())
     if "conditions" in data and "summary" in data:
         return "stopping"
+    if "options" in data and "rounds" in data:
+        return "speedups"
     return "designs" if "rows" in data else "comparison"
 
 
 def _by_kind(paths) -> dict[str, list[Path]]:
-    kinds = {"comparison": [], "designs": [], "stopping": []}
+    kinds = {"comparison": [], "designs": [], "stopping": [], "speedups": []}
     for path in map(Path, paths):
         kinds[result_kind(path)].append(path)
     return kinds
@@ -208,6 +211,21 @@ def stopping_section(study: dict, level: int = 3) -> str:
     return head + "\n\n" + stopping_table(study, involving="rl") + "\n"
 
 
+def speedups_section(reports: list[dict], level: int = 3) -> str:
+    """The execution options measured by ``bench --ablate`` (``speedups.speedups_table``), with the machine."""
+    from .speedups import speedups_table
+
+    reports = sorted(reports, key=_task_order)
+    machine = reports[0].get("machine", {})
+    dates = sorted({r.get("measured_at", "") for r in reports} - {""})
+    return (f"{'#' * level} Execution options on this CPU\n\nEach option off and on, two trainers of the same "
+            f"seed timed in one process, interleaved over {reports[0]['rounds']} rounds (`python -m rl_i2it bench "
+            f"--task T --preset course --ablate OPTION --out FILE`); {machine.get('cpu_count', '?')} CPUs, "
+            f"{machine.get('torch_threads', '?')} torch threads" + (f", measured {', '.join(dates)}" if dates else "")
+            + ". The training estimate is the preset's whole run from each arm's collect and update rates.\n\n"
+            + speedups_table(reports) + "\n")
+
+
 def readme_block(paths) -> str:
     """The README's generated block: the scorecard, then every task's section, from ``paths`` (comparison.json
     files or directories), in the paper's task order (``ORDER``); ``designs.json`` files add their tables after,
@@ -223,6 +241,8 @@ def readme_block(paths) -> str:
         text += "\n" + "\n".join(designs_section(d) for d in designs)
     for path in kinds["stopping"]:
         text += "\n" + stopping_section(json.loads(path.read_text()))
+    if kinds["speedups"]:
+        text += "\n" + speedups_section([json.loads(p.read_text()) for p in kinds["speedups"]])
     return f"{BEGIN}\n{text.rstrip()}\n{END}"
 
 

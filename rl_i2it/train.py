@@ -32,6 +32,7 @@ from .config import TrainConfig, check_field_types, from_yaml, to_yaml
 from .device import resolve_device
 from .errors import UserError
 from .evaluate import EvalResult
+from .nn.execution import compile_modules
 from .planner import sample_plan
 from .rundir import LOCK_FILE, RunDirLock, os_error_to_user_error, read_metrics_jsonl, remove_leftover_temp_files
 from .tasks import make_task
@@ -83,6 +84,8 @@ class Trainer:
         self.task = make_task(cfg, self.device)
         t = self.task
         self.planner, self.actor, self.critic, self.critic_target = t.planner, t.actor, t.critic, t.critic_target
+        self.compiled = cfg.compile and compile_modules([self.planner, self.actor, self.critic, self.critic_target],
+                                                        self.device)
         wd = cfg.weight_decay
         self.optimisers = {
             "planner": torch.optim.Adam(self.planner.parameters(), lr=cfg.lr_planner, weight_decay=wd),

@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from conftest import OWN_INTERPRETER
+OWN_INTERPRETER = "RL_I2IT_OWN_INTERPRETER"  # tests/conftest.py's (tests/fixtures has a conftest too)
 
 
 @pytest.mark.own_interpreter
