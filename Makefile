@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PRESET ?= course
 RUN_DIR ?= runs/digits/quickstart-$(PRESET)
 
-.PHONY: install browser-deps quickstart test bench compute-times figures gpu-check clean
+.PHONY: install browser-deps quickstart test bench compute-times ablations figures gpu-check clean
 
 $(STAMP): pyproject.toml requirements-data.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -62,6 +62,14 @@ compute-times: install
 	for task in $(TASKS); do for preset in smoke course; do \
 	  $(BIN)/python -m rl_i2it bench --task $$task --preset $$preset --seconds 3 \
 	    --out figures/compute/$$task-$$preset.json || exit 1; done; done
+
+## ablations: which execution options pay on this machine (rl_i2it/speedups.py): every task at course with the
+## memory layout and bf16 autocast each off and on, timed in one process, interleaved, into figures/compute/ablate-*.json
+## (about 10 minutes; run it on a quiet machine); the README's table is generated from them (python -m rl_i2it report)
+ablations: install
+	for task in $(TASKS); do \
+	  $(BIN)/python -m rl_i2it bench --task $$task --preset course --ablate memory_format amp \
+	    --out figures/compute/ablate-$$task.json || exit 1; done
 
 ## gpu-check: every task at the smoke preset on CUDA (train, resume, eval, CPU load, bench) and the contract tests
 ## on CUDA, one JSON report in runs/gpu-check/report.json; refuses in one line without CUDA (CI never runs it)

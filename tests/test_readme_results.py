@@ -14,8 +14,9 @@ ROOT = Path(__file__).resolve().parents[1]
 COMPARISONS = sorted((ROOT / "figures" / "comparisons").glob("*.json"))
 DESIGNS = sorted((ROOT / "figures" / "designs").glob("*.json"))  # python -m rl_i2it designs: designs.json files
 STOPPING = sorted((ROOT / "figures" / "stopping").glob("*.json"))  # python -m rl_i2it stopping
+SPEEDUPS = sorted((ROOT / "figures" / "compute").glob("ablate-*.json"))  # bench --ablate (make ablations)
 COMMAND = ("python -m rl_i2it report --readme README.md --chapters notebooks --figures figures/synthesis "
-           "figures/comparisons/*.json figures/designs/*.json figures/stopping/*.json")
+           "figures/comparisons/*.json figures/designs/*.json figures/stopping/*.json figures/compute/ablate-*.json")
 
 
 def test_committed_comparisons_are_valid():
@@ -30,9 +31,9 @@ def test_readme_block_is_what_the_files_say():
     text = (ROOT / "README.md").read_text()
     block = re.search(re.escape(BEGIN) + r".*?" + re.escape(END), text, re.S)
     assert block, "README.md has no generated results block"
-    assert block.group(0) == readme_block(COMPARISONS + DESIGNS + STOPPING), (
-        f"README.md's results differ from the files in figures/comparisons, figures/designs and figures/stopping: "
-        f"run {COMMAND}")
+    assert block.group(0) == readme_block(COMPARISONS + DESIGNS + STOPPING + SPEEDUPS), (
+        f"README.md's results differ from the files in figures/comparisons, figures/designs, figures/stopping and "
+        f"figures/compute/ablate-*: run {COMMAND}")
     assert COMMAND in text, "the README names the command that generates its results"
 
 
@@ -42,6 +43,7 @@ def test_report_kinds_and_synthesis_figures(tmp_path):
     assert {result_kind(p) for p in COMPARISONS} == {"comparison"}
     assert {result_kind(p) for p in DESIGNS} == {"designs"}
     assert STOPPING and {result_kind(p) for p in STOPPING} == {"stopping"}
+    assert {result_kind(p) for p in SPEEDUPS} <= {"speedups"}
     written = write_figures(COMPARISONS + DESIGNS + STOPPING, tmp_path)
     assert [p.name for p in written] == ["plan_authority.png"] + [f"stopping-{p.stem}.png" for p in STOPPING]
     for png in written:
@@ -95,3 +97,19 @@ def test_update_chapters_rewrites_only_the_block_and_refuses_a_chapter_without_i
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("## Summary")]), path)
     with pytest.raises(UserError, match="needs exactly one markdown cell"):
         update_chapters(tmp_path, [digits])
+
+
+def test_an_ablation_report_becomes_a_readme_table(tmp_path):
+    from rl_i2it.report import result_kind
+    from rl_i2it.speedups import ablate
+
+    report = {**ablate("digits", "smoke", options=("memory_format",), rounds=2, total_env_steps=128, num_envs=8,
+                       bootstrap_env_steps=32, batch_size=8, buffer_capacity=256, planner_widths=(4, 8, 8),
+                       critic_widths=(4, 8, 8)), "measured_at": "2026-12-02"}
+    path = tmp_path / "ablate-digits.json"
+    path.write_text(json.dumps(report))
+    assert result_kind(path) == "speedups"
+    block = readme_block(COMPARISONS[:1] + [path])
+    assert "### Execution options on this CPU" in block and "measured 2026-12-02" in block
+    row = next(line for line in block.splitlines() if line.startswith("| digits (smoke) | memory_format"))
+    assert "contiguous → channels_last" in row and f"**{report['options']['memory_format']['update_ratio']:.2f}×**" in row
