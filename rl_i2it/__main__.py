@@ -161,6 +161,16 @@ def build_parser() -> argparse.ArgumentParser:
     _execution(compare)
     _common(compare)
 
+    quality = sub.add_parser("option-quality", help="does an execution option change what training reaches? two "
+                                                    "compare run directories, the option off and on, paired")
+    quality.add_argument("--option", required=True, choices=("memory_format", "compile", "amp"),
+                         help="the config option the two comparisons differ in")
+    quality.add_argument("off_dir", help="compare --run-dir with the option off (e.g. --amp off)")
+    quality.add_argument("on_dir", help="compare --run-dir with the option on (e.g. --amp bf16)")
+    quality.add_argument("--method", default="rl", help="the method compared (default: %(default)s)")
+    quality.add_argument("--out", default=None, help="also write the JSON to this file (atomically; "
+                                                     "figures/compute/quality-*.json feed the README's table)")
+
     designs = sub.add_parser("designs", help="the plan-authority designs side by side: each design's rl against the "
                                              "reference aux_only and cascade, its plan-shuffle drop and the "
                                              "critic's rank correlation",
@@ -297,6 +307,18 @@ def _cmd_bench(args) -> int:
     else:
         for name, value in report.items():
             print(f"{name:>32}: {json.dumps(value) if isinstance(value, dict) else value}")
+    return 0
+
+
+def _cmd_option_quality(args) -> int:
+    from .checkpoint import atomic_write_text
+    from .speedups import option_quality, option_quality_table
+
+    check = option_quality(args.option, args.off_dir, args.on_dir, args.method)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(Path(args.out), json.dumps(check, indent=1) + "\n")
+    print(option_quality_table([check]))
     return 0
 
 
@@ -458,7 +480,8 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         return {"train": _cmd_train, "eval": _cmd_eval, "bench": _cmd_bench, "baseline": _cmd_baseline,
                 "sweep": _cmd_sweep, "gpu-check": _cmd_gpu_check, "compare": _cmd_compare,
-                "designs": _cmd_designs, "report": _cmd_report, "stopping": _cmd_stopping}[
+                "designs": _cmd_designs, "report": _cmd_report, "stopping": _cmd_stopping,
+                "option-quality": _cmd_option_quality}[
             args.command](args)
     except UserError as error:
         print(f"rl_i2it: error: {error}", file=sys.stderr)

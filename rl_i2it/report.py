@@ -175,7 +175,8 @@ def designs_section(result: dict, level: int = 3) -> str:
 
 def result_kind(path: Path) -> str:
     """``"designs"`` (``python -m rl_i2it designs``), ``"stopping"`` (``python -m rl_i2it stopping``),
-    ``"speedups"`` (``python -m rl_i2it bench --ablate ... --out``) or
+    ``"speedups"`` (``python -m rl_i2it bench --ablate ... --out``), ``"option_quality"`` (``python -m rl_i2it
+    option-quality ... --out``) or
     ``"comparison"`` (a ``comparison.json`` or a directory holding one)."""
     if path.suffix != ".json":
         return "comparison"
@@ -184,11 +185,13 @@ def result_kind(path: Path) -> str:
         return "stopping"
     if "options" in data and "rounds" in data:
         return "speedups"
+    if data.get("kind") == "option_quality":
+        return "option_quality"
     return "designs" if "rows" in data else "comparison"
 
 
 def _by_kind(paths) -> dict[str, list[Path]]:
-    kinds = {"comparison": [], "designs": [], "stopping": [], "speedups": []}
+    kinds = {"comparison": [], "designs": [], "stopping": [], "speedups": [], "option_quality": []}
     for path in map(Path, paths):
         kinds[result_kind(path)].append(path)
     return kinds
@@ -211,9 +214,10 @@ def stopping_section(study: dict, level: int = 3) -> str:
     return head + "\n\n" + stopping_table(study, involving="rl") + "\n"
 
 
-def speedups_section(reports: list[dict], level: int = 3) -> str:
-    """The execution options measured by ``bench --ablate`` (``speedups.speedups_table``), with the machine."""
-    from .speedups import speedups_table
+def speedups_section(reports: list[dict], checks: list[dict] = (), level: int = 3) -> str:
+    """The execution options measured by ``bench --ablate`` (``speedups.speedups_table``), with the machine, then
+    the quality checks of options (``speedups.option_quality_table``): the same training with the option off and on."""
+    from .speedups import option_quality_table, speedups_table
 
     reports = sorted(reports, key=_task_order)
     machine = reports[0].get("machine", {})
@@ -223,7 +227,11 @@ def speedups_section(reports: list[dict], level: int = 3) -> str:
             f"--task T --preset course --ablate OPTION --out FILE`); {machine.get('cpu_count', '?')} CPUs, "
             f"{machine.get('torch_threads', '?')} torch threads" + (f", measured {', '.join(dates)}" if dates else "")
             + ". The training estimate is the preset's whole run from each arm's collect and update rates.\n\n"
-            + speedups_table(reports) + "\n")
+            + speedups_table(reports) + "\n" + ("" if not checks else
+            "\nWhat an option does to the result: the same method, seeds and learner updates trained with it off and "
+            "on (`python -m rl_i2it compare ... --amp off|bf16`, then `python -m rl_i2it option-quality`); the "
+            "training seconds ran two at a time, one thread each, the two arms side by side.\n\n"
+            + option_quality_table(sorted(checks, key=_task_order)) + "\n"))
 
 
 def readme_block(paths) -> str:
@@ -242,7 +250,8 @@ def readme_block(paths) -> str:
     for path in kinds["stopping"]:
         text += "\n" + stopping_section(json.loads(path.read_text()))
     if kinds["speedups"]:
-        text += "\n" + speedups_section([json.loads(p.read_text()) for p in kinds["speedups"]])
+        text += "\n" + speedups_section([json.loads(p.read_text()) for p in kinds["speedups"]],
+                                        [json.loads(p.read_text()) for p in kinds["option_quality"]])
     return f"{BEGIN}\n{text.rstrip()}\n{END}"
 
 

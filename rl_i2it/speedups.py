@@ -20,6 +20,7 @@ preset only where both ratios are > 1 beyond the spread between rounds (``update
 """
 from __future__ import annotations
 
+import json
 import time
 
 import torch
@@ -30,7 +31,7 @@ from .device import resolve_device
 from .errors import UserError
 from .train import Trainer
 
-__all__ = ["OPTIONS", "ablate", "speedups_table"]
+__all__ = ["OPTIONS", "ablate", "speedups_table", "option_quality", "option_quality_table"]
 
 OPTIONS = {"memory_format": ("contiguous", "channels_last"), "compile": (False, True), "amp": ("off", "bf16"),
            "threads": (1, None)}
@@ -124,4 +125,64 @@ def speedups_table(reports: list[dict]) -> str:
                         f"{e['updates_per_s'][off]:.2f} → {e['updates_per_s'][on]:.2f} | "
                         f"**{e['update_ratio']:.2f}×** ({low:.2f}-{high:.2f}) | {e['collect_ratio']:.2f}× | "
                         + (f"{estimate[off]:.0f} s → {estimate[on]:.0f} s |" if estimate else "— |"))
+    return "\n".join(rows)
+
+
+def option_quality(option: str, off_dir, on_dir, method: str = "rl") -> dict:
+    """Does an execution option change what training reaches? Two ``compare`` run directories of the same task,
+    preset, seeds and budget, ``--set OPTION=<off>`` in ``off_dir`` and ``<on>`` in ``on_dir`` (their settings
+    must say so): each arm's final score, interval and training seconds per seed, and the paired difference
+    on − off over (seeds, held-out items) with ``stats.paired``'s verdict."""
+    from pathlib import Path
+
+    from .compare import load_comparison
+    from .stats import paired
+
+    if option not in OPTIONS or option == "threads":
+        raise UserError(f"option_quality: {option!r} is not a config option; use one of memory_format, compile, amp")
+    arms = {}
+    for side, folder in (("off", Path(off_dir)), ("on", Path(on_dir))):
+        comparison = load_comparison(folder)
+        value = comparison["settings"].get("overrides", {}).get(option)
+        if str(value) != str(OPTIONS[option][0 if side == "off" else 1]):
+            raise UserError(f"{folder}: its comparison ran with {option}={value!r}, not the {side} arm's "
+                            f"{OPTIONS[option][0 if side == 'off' else 1]!r}; rerun compare with --set {option}=...")
+        if method not in comparison["methods"]:
+            raise UserError(f"{folder}: no {method!r} runs; rerun compare with --methods {method}")
+        items = [json.loads((folder / "results" / f"{method}-seed{seed}.json").read_text())["items"]
+                 for seed in comparison["seeds"]]
+        arms[side] = (comparison, items)
+    (off, off_items), (on, on_items) = arms["off"], arms["on"]
+    same = ("task", "preset", "seeds", "budget")
+    if any(off[k] != on[k] for k in same):
+        raise UserError(f"the two comparisons differ in {[k for k in same if off[k] != on[k]]}; an option's quality "
+                        f"check needs the same task, preset, seeds and budget")
+    higher = off["metric"]["higher_is_better"]
+
+    def summary(comparison):
+        entry = comparison["methods"][method]
+        return {"per_seed": entry["per_seed"], "final": entry["final"], "ci95": entry["ci95"],
+                "train_seconds": entry["train_seconds"]}
+
+    return {"kind": "option_quality", "task": off["task"], "preset": off["preset"], "option": option,
+            "method": method, "seeds": off["seeds"], "budget": off["budget"], "metric": off["metric"],
+            "off_value": OPTIONS[option][0], "on_value": OPTIONS[option][1],
+            "off": summary(off), "on": summary(on), "on_minus_off": paired(on_items, off_items, higher),
+            "sources": [str(off_dir), str(on_dir)]}
+
+
+def option_quality_table(checks: list[dict]) -> str:
+    """Markdown: one row per ``option_quality`` check."""
+    rows = ["| task (preset) | option: off → on | score off [95% CI] | score on [95% CI] | on − off [95% CI] | "
+            "training s (median) off → on |", "|---|---|---|---|---|---|"]
+    for c in checks:
+        d = c["on_minus_off"]
+        verdict = f"{'significant' if d['significant'] else 'not significant'}"
+        rows.append(
+            f"| {c['task']} ({c['preset']}), {c['method']}, {len(c['seeds'])} seeds | {c['option']}: {c['off_value']} "
+            f"→ {c['on_value']} | {c['off']['final']:.3f} [{c['off']['ci95'][0]:.3f}, {c['off']['ci95'][1]:.3f}] | "
+            f"{c['on']['final']:.3f} [{c['on']['ci95'][0]:.3f}, {c['on']['ci95'][1]:.3f}] | {d['difference']:+.4f} "
+            f"[{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}], {verdict} | "
+            f"{sorted(c['off']['train_seconds'])[len(c['seeds']) // 2]:.0f} → "
+            f"{sorted(c['on']['train_seconds'])[len(c['seeds']) // 2]:.0f} |")
     return "\n".join(rows)

@@ -144,3 +144,28 @@ def test_bench_ablate_from_the_command_line(capsys):
     assert main(args + [a for s in sets for a in ("--set", s)]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["options"]["amp"]["on"] == "bf16" and report["options"]["amp"]["collect_ratio"] > 0
+
+
+def test_option_quality_pairs_two_comparisons_and_refuses_mismatches(tmp_path, capsys):
+    from rl_i2it.compare import run_comparison
+    from rl_i2it.speedups import option_quality, option_quality_table
+
+    dirs = {}
+    for amp, seeds in (("off", (0, 1, 2)), ("bf16", (0, 1, 2)), ("bf16-two", (0, 1))):
+        dirs[amp] = tmp_path / amp
+        run_comparison("digits", "smoke", seeds=seeds, updates=3, run_dir=dirs[amp], methods=["rl"],
+                       overrides={**LOOP, **TINY["digits"], "amp": amp.split("-")[0]}, device="cpu", progress=False)
+    check = option_quality("amp", dirs["off"], dirs["bf16"])
+    assert (check["off_value"], check["on_value"]) == ("off", "bf16") and check["seeds"] == [0, 1, 2]
+    difference = check["on_minus_off"]
+    expected = sum(check["on"]["per_seed"]) / 3 - sum(check["off"]["per_seed"]) / 3
+    assert difference["difference"] == pytest.approx(expected, abs=1e-6)
+    assert "amp: off → bf16" in option_quality_table([check])
+    with pytest.raises(UserError, match=r"ran with amp='bf16', not the off arm's 'off'"):
+        option_quality("amp", dirs["bf16"], dirs["off"])
+    with pytest.raises(UserError, match=r"differ in \['seeds'\]"):
+        option_quality("amp", dirs["off"], dirs["bf16-two"])
+    out = tmp_path / "quality.json"
+    assert main(["option-quality", "--option", "amp", str(dirs["off"]), str(dirs["bf16"]), "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["kind"] == "option_quality" and "| digits (smoke), rl, 3 seeds" in \
+        capsys.readouterr().out

@@ -15,8 +15,10 @@ COMPARISONS = sorted((ROOT / "figures" / "comparisons").glob("*.json"))
 DESIGNS = sorted((ROOT / "figures" / "designs").glob("*.json"))  # python -m rl_i2it designs: designs.json files
 STOPPING = sorted((ROOT / "figures" / "stopping").glob("*.json"))  # python -m rl_i2it stopping
 SPEEDUPS = sorted((ROOT / "figures" / "compute").glob("ablate-*.json"))  # bench --ablate (make ablations)
+QUALITY = sorted((ROOT / "figures" / "compute").glob("quality-*.json"))  # python -m rl_i2it option-quality
 COMMAND = ("python -m rl_i2it report --readme README.md --chapters notebooks --figures figures/synthesis "
-           "figures/comparisons/*.json figures/designs/*.json figures/stopping/*.json figures/compute/ablate-*.json")
+           "figures/comparisons/*.json figures/designs/*.json figures/stopping/*.json figures/compute/ablate-*.json "
+           "figures/compute/quality-*.json")
 
 
 def test_committed_comparisons_are_valid():
@@ -31,9 +33,9 @@ def test_readme_block_is_what_the_files_say():
     text = (ROOT / "README.md").read_text()
     block = re.search(re.escape(BEGIN) + r".*?" + re.escape(END), text, re.S)
     assert block, "README.md has no generated results block"
-    assert block.group(0) == readme_block(COMPARISONS + DESIGNS + STOPPING + SPEEDUPS), (
+    assert block.group(0) == readme_block(COMPARISONS + DESIGNS + STOPPING + SPEEDUPS + QUALITY), (
         f"README.md's results differ from the files in figures/comparisons, figures/designs, figures/stopping and "
-        f"figures/compute/ablate-*: run {COMMAND}")
+        f"figures/compute/ablate-* and quality-*: run {COMMAND}")
     assert COMMAND in text, "the README names the command that generates its results"
 
 
@@ -44,6 +46,7 @@ def test_report_kinds_and_synthesis_figures(tmp_path):
     assert {result_kind(p) for p in DESIGNS} == {"designs"}
     assert STOPPING and {result_kind(p) for p in STOPPING} == {"stopping"}
     assert {result_kind(p) for p in SPEEDUPS} <= {"speedups"}
+    assert {result_kind(p) for p in QUALITY} <= {"option_quality"}
     written = write_figures(COMPARISONS + DESIGNS + STOPPING, tmp_path)
     assert [p.name for p in written] == ["plan_authority.png"] + [f"stopping-{p.stem}.png" for p in STOPPING]
     for png in written:
