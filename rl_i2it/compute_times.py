@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["PRESETS", "banner", "measured_seconds"]
+__all__ = ["PRESETS", "banner", "measured_seconds", "options_sentence"]
 
 PRESETS = ("smoke", "course")
 
@@ -72,4 +72,25 @@ def banner(task: str, trainings: str = "the policy", root: Path | None = None) -
         parts.append(f"**{preset}**: " + ("; ".join(said) if said else "not measured yet"))
     return (f"**Compute.** Training the policy: {' · '.join(parts)} · **paper**: meant for a GPU. This chapter "
             f"trains {trainings}; evaluation adds a little. Your machine's estimate: "
-            f"`python -m rl_i2it bench --task {task} --preset course`.")
+            f"`python -m rl_i2it bench --task {task} --preset course`." + options_sentence(task, root))
+
+
+def options_sentence(task: str, root: Path | None = None) -> str:
+    """What ``bench --ablate`` measured for ``task`` (``figures/compute/ablate-<task>.json``), as one sentence
+    (empty when nothing was measured): the default layout's gain and bf16 autocast's, which stays opt-in."""
+    if root is None:
+        from .notebook import project_root
+
+        root = project_root()
+    path = root / "figures" / "compute" / f"ablate-{task}.json"
+    if not path.exists():
+        return ""
+    options = json.loads(path.read_text())["options"]
+    said = []
+    if "memory_format" in options:
+        said.append(f"the default NHWC layout (`memory_format: channels_last`) made its learner updates "
+                    f"{options['memory_format']['update_ratio']:.2f}× as fast as NCHW")
+    if "amp" in options:
+        said.append(f"bfloat16 autocast (`--amp bf16`, off by default: it needs a CPU with bf16 instructions) "
+                    f"{options['amp']['update_ratio']:.2f}× on top")
+    return (" On the machine that measured it (`bench --ablate`), " + "; ".join(said) + ".") if said else ""

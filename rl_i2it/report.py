@@ -226,7 +226,8 @@ def speedups_section(reports: list[dict], checks: list[dict] = (), level: int = 
             f"seed timed in one process, interleaved over {reports[0]['rounds']} rounds (`python -m rl_i2it bench "
             f"--task T --preset course --ablate OPTION --out FILE`); {machine.get('cpu_count', '?')} CPUs, "
             f"{machine.get('torch_threads', '?')} torch threads" + (f", measured {', '.join(dates)}" if dates else "")
-            + ". The training estimate is the preset's whole run from each arm's collect and update rates.\n\n"
+            + ". Every option but `memory_format` is measured on top of the default layout (channels_last). The "
+            "training estimate is the preset's whole run from each arm's collect and update rates.\n\n"
             + speedups_table(reports) + "\n" + ("" if not checks else
             "\nWhat an option does to the result: the same method, seeds and learner updates trained with it off and "
             "on (`python -m rl_i2it compare ... --amp off|bf16`, then `python -m rl_i2it option-quality`); the "

@@ -179,7 +179,8 @@ def option_quality_table(checks: list[dict]) -> str:
         d = c["on_minus_off"]
         verdict = f"{'significant' if d['significant'] else 'not significant'}"
         rows.append(
-            f"| {c['task']} ({c['preset']}), {c['method']}, {len(c['seeds'])} seeds | {c['option']}: {c['off_value']} "
+            f"| {c['task']} ({c['preset']}), {c['method']}, {len(c['seeds'])} seeds; {c['metric']['name']} "
+            f"({'higher' if c['metric']['higher_is_better'] else 'lower'} is better) | {c['option']}: {c['off_value']} "
             f"→ {c['on_value']} | {c['off']['final']:.3f} [{c['off']['ci95'][0]:.3f}, {c['off']['ci95'][1]:.3f}] | "
             f"{c['on']['final']:.3f} [{c['on']['ci95'][0]:.3f}, {c['on']['ci95'][1]:.3f}] | {d['difference']:+.4f} "
             f"[{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}], {verdict} | "

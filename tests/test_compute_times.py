@@ -54,3 +54,13 @@ def test_show_markdown_carries_plain_text_for_terminals(monkeypatch):
     show_markdown("**Compute.** 3 min")
     (bundle,), options = shown[0]
     assert bundle == {"text/markdown": "**Compute.** 3 min", "text/plain": "**Compute.** 3 min"} and options["raw"]
+
+
+def test_banner_adds_the_measured_execution_options(tmp_path):
+    write(tmp_path / "figures" / "compute" / "digits-course.json",
+          {"train_seconds_estimate": 130.0, "machine": {"cpu_count": 2, "torch_threads": 2, "device": "cpu"}})
+    assert "NHWC" not in banner("digits", "the policy", root=tmp_path), "no ablation file: no sentence"
+    write(tmp_path / "figures" / "compute" / "ablate-digits.json",
+          {"options": {"memory_format": {"update_ratio": 1.487}, "amp": {"update_ratio": 1.31}}})
+    text = banner("digits", "the policy", root=tmp_path)
+    assert "made its learner updates 1.49× as fast as NCHW" in text and "`--amp bf16`" in text and "1.31× on top" in text
