@@ -45,6 +45,14 @@ def _execution(parser: argparse.ArgumentParser) -> None:
                              "lost to channels_last alone, see bench --ablate compile)")
 
 
+def _write_json(path: str, payload: dict) -> None:
+    """``--out``: ``payload`` as indented JSON at ``path``, its folder made, written atomically."""
+    from .checkpoint import atomic_write_text
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(Path(path), json.dumps(payload, indent=1) + "\n")
+
+
 def _overrides(items: list[str]) -> dict:
     """``["image_size=64", "widths=[8,16]"]`` -> ``{"image_size": 64, "widths": (8, 16)}``."""
     import yaml
@@ -297,11 +305,8 @@ def _cmd_bench(args) -> int:
     if args.out:
         import datetime
 
-        from .checkpoint import atomic_write_text
-
         measured_at = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(Path(args.out), json.dumps({**report, "measured_at": measured_at}, indent=1) + "\n")
+        _write_json(args.out, {**report, "measured_at": measured_at})
     if args.json:
         print(json.dumps(report))
     else:
@@ -311,13 +316,11 @@ def _cmd_bench(args) -> int:
 
 
 def _cmd_option_quality(args) -> int:
-    from .checkpoint import atomic_write_text
     from .speedups import option_quality, option_quality_table
 
     check = option_quality(args.option, args.off_dir, args.on_dir, args.method)
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(Path(args.out), json.dumps(check, indent=1) + "\n")
+        _write_json(args.out, check)
     print(option_quality_table([check]))
     return 0
 
@@ -396,7 +399,6 @@ def _cmd_designs(args) -> int:
 
 
 def _cmd_stopping(args) -> int:
-    from .checkpoint import atomic_write_text
     from .stopping import stopping_study, stopping_table
 
     runs = {}
@@ -407,7 +409,7 @@ def _cmd_stopping(args) -> int:
         runs[label] = folder
     result = stopping_study(runs, conditions=args.conditions, steps=args.steps, device=args.device)
     if args.out:
-        atomic_write_text(Path(args.out), json.dumps(result, indent=1) + "\n")
+        _write_json(args.out, result)
     print(stopping_table(result))
     return 0
 

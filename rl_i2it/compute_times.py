@@ -32,13 +32,19 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def _project(root: Path | None) -> Path:
+    """``root``, or the project's own folder when None."""
+    if root is not None:
+        return root
+    from .notebook import project_root
+
+    return project_root()
+
+
 def measured_seconds(task: str, preset: str, root: Path | None = None) -> dict:
     """``{"estimate": s or None, "machine": str, "measured_at": str, "comparison": s or None, "seeds": n}`` for the
     policy's training at ``preset`` (``None`` where nothing committed measured it)."""
-    if root is None:
-        from .notebook import project_root
-
-        root = project_root()
+    root = _project(root)
     found = {"estimate": None, "machine": "", "measured_at": "", "comparison": None, "seeds": 0}
     bench = root / "figures" / "compute" / f"{task}-{preset}.json"
     if bench.exists():
@@ -78,11 +84,7 @@ def banner(task: str, trainings: str = "the policy", root: Path | None = None) -
 def options_sentence(task: str, root: Path | None = None) -> str:
     """What ``bench --ablate`` measured for ``task`` (``figures/compute/ablate-<task>.json``), as one sentence
     (empty when nothing was measured): the default layout's gain and bf16 autocast's, which stays opt-in."""
-    if root is None:
-        from .notebook import project_root
-
-        root = project_root()
-    path = root / "figures" / "compute" / f"ablate-{task}.json"
+    path = _project(root) / "figures" / "compute" / f"ablate-{task}.json"
     if not path.exists():
         return ""
     options = json.loads(path.read_text())["options"]

@@ -216,23 +216,28 @@ def stopping_section(study: dict, level: int = 3) -> str:
 
 def speedups_section(reports: list[dict], checks: list[dict] = (), level: int = 3) -> str:
     """The execution options measured by ``bench --ablate`` (``speedups.speedups_table``), with the machine, then
-    the quality checks of options (``speedups.option_quality_table``): the same training with the option off and on."""
+    the quality checks of options (``speedups.option_quality_table``): the same training with the option off and
+    on. Either list may be empty."""
     from .speedups import option_quality_table, speedups_table
 
-    reports = sorted(reports, key=_task_order)
-    machine = reports[0].get("machine", {})
-    dates = sorted({r.get("measured_at", "") for r in reports} - {""})
-    return (f"{'#' * level} Execution options on this CPU\n\nEach option off and on, two trainers of the same "
-            f"seed timed in one process, interleaved over {reports[0]['rounds']} rounds (`python -m rl_i2it bench "
-            f"--task T --preset course --ablate OPTION --out FILE`); {machine.get('cpu_count', '?')} CPUs, "
-            f"{machine.get('torch_threads', '?')} torch threads" + (f", measured {', '.join(dates)}" if dates else "")
-            + ". Every option but `memory_format` is measured on top of the default layout (channels_last). The "
-            "training estimate is the preset's whole run from each arm's collect and update rates.\n\n"
-            + speedups_table(reports) + "\n" + ("" if not checks else
-            "\nWhat an option does to the result: the same method, seeds and learner updates trained with it off and "
-            "on (`python -m rl_i2it compare ... --amp off|bf16`, then `python -m rl_i2it option-quality`); the "
-            "training seconds ran two at a time, one thread each, the two arms side by side.\n\n"
-            + option_quality_table(sorted(checks, key=_task_order)) + "\n"))
+    text = f"{'#' * level} Execution options on this CPU\n"
+    if reports:
+        reports = sorted(reports, key=_task_order)
+        machine = reports[0].get("machine", {})
+        dates = sorted({r.get("measured_at", "") for r in reports} - {""})
+        text += (f"\nEach option off and on, two trainers of the same seed timed in one process, interleaved over "
+                 f"{reports[0]['rounds']} rounds (`python -m rl_i2it bench --task T --preset course --ablate OPTION "
+                 f"--out FILE`); {machine.get('cpu_count', '?')} CPUs, {machine.get('torch_threads', '?')} torch "
+                 f"threads" + (f", measured {', '.join(dates)}" if dates else "") + ". Every option but "
+                 "`memory_format` is measured on top of the default layout (channels_last). The training estimate "
+                 "is the preset's whole run from each arm's collect and update rates.\n\n"
+                 + speedups_table(reports) + "\n")
+    if checks:
+        text += ("\nWhat an option does to the result: the same method, seeds and learner updates trained with it "
+                 "off and on (`python -m rl_i2it compare ... --amp off|bf16`, then `python -m rl_i2it "
+                 "option-quality`); the training seconds ran two at a time, one thread each, the two arms side by "
+                 "side.\n\n" + option_quality_table(sorted(checks, key=_task_order)) + "\n")
+    return text
 
 
 def readme_block(paths) -> str:
@@ -250,7 +255,7 @@ def readme_block(paths) -> str:
         text += "\n" + "\n".join(designs_section(d) for d in designs)
     for path in kinds["stopping"]:
         text += "\n" + stopping_section(json.loads(path.read_text()))
-    if kinds["speedups"]:
+    if kinds["speedups"] or kinds["option_quality"]:
         text += "\n" + speedups_section([json.loads(p.read_text()) for p in kinds["speedups"]],
                                         [json.loads(p.read_text()) for p in kinds["option_quality"]])
     return f"{BEGIN}\n{text.rstrip()}\n{END}"

@@ -15,8 +15,9 @@ option              off → on                           what changes
 
 Each option's entry: ``updates_per_s`` and ``collect_env_steps_per_s`` for off and on, their ratios (on / off), and
 the first three updates' seconds (``warmup_seconds``: compilation lands there), and each arm's
-``train_seconds_estimate`` of the preset's whole training run from its two rates (``bench``'s formula). An option is worth its place in a
-preset only where both ratios are > 1 beyond the spread between rounds (``update_ratio_range``).
+``train_seconds_estimate`` of the preset's whole training run from its two rates (``bench``'s formula). An option
+is worth its place in a preset only where both ratios are > 1 beyond the spread between rounds
+(``update_ratio_range``).
 """
 from __future__ import annotations
 
@@ -65,6 +66,7 @@ def ablate(task: str = "digits", preset: str = "auto", options=("memory_format",
     if rounds < 2:
         raise UserError(f"--rounds must be >= 2 (the spread between rounds is part of the answer); got {rounds}")
     resolved = resolve_device(device)
+    preset_cfg = make_config(task, preset, **overrides)  # the run the training estimates are for
     all_threads = torch.get_num_threads()
     entries = {}
     for option in options:
@@ -98,7 +100,6 @@ def ablate(task: str = "digits", preset: str = "auto", options=("memory_format",
                  "update_ratio_range": [round(min(per_round), 3), round(max(per_round), 3)],
                  "collect_ratio": round(sum(collect_seconds[off]) / sum(collect_seconds[on]), 3),
                  "warmup_seconds": {str(v): round(arms[v][1], 2) for v in (off, on)}}
-        preset_cfg = make_config(task, preset, **overrides)  # the run the estimates are for
         entry["train_seconds_estimate"] = {
             str(v): round(train_seconds_estimate(preset_cfg, entry["collect_env_steps_per_s"][str(v)],
                                                  entry["updates_per_s"][str(v)]), 1) for v in (off, on)}
@@ -141,12 +142,12 @@ def option_quality(option: str, off_dir, on_dir, method: str = "rl") -> dict:
     if option not in OPTIONS or option == "threads":
         raise UserError(f"option_quality: {option!r} is not a config option; use one of memory_format, compile, amp")
     arms = {}
-    for side, folder in (("off", Path(off_dir)), ("on", Path(on_dir))):
+    for side, folder, expected in zip(("off", "on"), (Path(off_dir), Path(on_dir)), OPTIONS[option]):
         comparison = load_comparison(folder)
         value = comparison["settings"].get("overrides", {}).get(option)
-        if str(value) != str(OPTIONS[option][0 if side == "off" else 1]):
+        if str(value) != str(expected):
             raise UserError(f"{folder}: its comparison ran with {option}={value!r}, not the {side} arm's "
-                            f"{OPTIONS[option][0 if side == 'off' else 1]!r}; rerun compare with --set {option}=...")
+                            f"{expected!r}; rerun compare with --set {option}=...")
         if method not in comparison["methods"]:
             raise UserError(f"{folder}: no {method!r} runs; rerun compare with --methods {method}")
         items = [json.loads((folder / "results" / f"{method}-seed{seed}.json").read_text())["items"]
@@ -177,7 +178,7 @@ def option_quality_table(checks: list[dict]) -> str:
             "training s (median) off → on |", "|---|---|---|---|---|---|"]
     for c in checks:
         d = c["on_minus_off"]
-        verdict = f"{'significant' if d['significant'] else 'not significant'}"
+        verdict = "significant" if d["significant"] else "not significant"
         rows.append(
             f"| {c['task']} ({c['preset']}), {c['method']}, {len(c['seeds'])} seeds; {c['metric']['name']} "
             f"({'higher' if c['metric']['higher_is_better'] else 'lower'} is better) | {c['option']}: {c['off_value']} "

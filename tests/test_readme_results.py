@@ -116,3 +116,10 @@ def test_an_ablation_report_becomes_a_readme_table(tmp_path):
     assert "### Execution options on this CPU" in block and "measured 2026-12-02" in block
     row = next(line for line in block.splitlines() if line.startswith("| digits (smoke) | memory_format"))
     assert "contiguous → channels_last" in row and f"**{report['options']['memory_format']['update_ratio']:.2f}×**" in row
+
+
+def test_quality_checks_render_without_an_ablation_file():
+    assert QUALITY, "figures/compute/quality-*.json: python -m rl_i2it option-quality --out"
+    block = readme_block(COMPARISONS[:1] + QUALITY)
+    assert "### Execution options on this CPU" in block and "What an option does to the result" in block
+    assert "interleaved over" not in block, "no ablation file: no ablation table"
