@@ -159,15 +159,33 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--smooth-weights", type=float, nargs="+", default=None,
                          help="registration: smoothness weights swept for one_step and cascade on a validation "
                               "split (default: the config's /3, x1, x3; one value: no sweep)")
-    compare.add_argument("--sweep", nargs="*", default=["one_step", "cascade"], choices=("one_step", "cascade"),
-                         help="which networks sweep the smoothness weight (default: both; the cascade's sweep costs "
-                              "k times the one-step network's); the others use the config's")
+    compare.add_argument("--sweep", nargs="*", default=["one_step"], choices=("one_step", "cascade"),
+                         help="which networks sweep the smoothness weight (default: one_step, whose single field is "
+                              "penalised once; the cascade, like the policy, uses the config's per-step weight; "
+                              "sweeping it too costs k times the one-step network's sweep)")
     compare.add_argument("--json", action="store_true", help="print comparison.json (default: a table)")
     compare.add_argument("--quiet", action="store_true", help="no progress lines")
     _ray_options(compare, "every (method, seed) run", "the comparison")
     _settable(compare)
     _execution(compare)
     _common(compare)
+
+    budget = sub.add_parser("budget", help="does the one-step network catch up with more learner updates? one_step "
+                                           "at k x the budget against aux_only at the budget, paired",
+                            description="Run a reference comparison (one_step, aux_only) in RUN_DIR/base unless --base, "
+                                        "then one_step at each multiple of its budget in RUN_DIR/x<k>; write "
+                                        "RUN_DIR/budget.json (resumable). See rl_i2it/budgets.py.")
+    _comparison_options(budget, "where the reference, the longer runs and budget.json go")
+    budget.add_argument("--multipliers", type=float, nargs="+", default=[2.0, 4.0],
+                        help="the one-step network's budgets as multiples of the reference's (default: 2 4)")
+    budget.add_argument("--base", default=None, help="an existing comparison's run directory with one_step and "
+                                                     "aux_only (default: run one in RUN_DIR/base)")
+    budget.add_argument("--out", default=None, help="also write the JSON to this file (e.g. figures/budgets/"
+                                                    "<task>-<preset>.json, which the README and solutions render)")
+    budget.add_argument("--quiet", action="store_true", help="no progress lines")
+    _ray_options(budget, "every (method, seed) run", "each comparison")
+    _settable(budget)
+    _common(budget)
 
     quality = sub.add_parser("option-quality", help="does an execution option change what training reaches? two "
                                                     "compare run directories, the option off and on, paired")
@@ -381,6 +399,22 @@ def _cmd_compare(args) -> int:
     return 0
 
 
+def _cmd_budget(args) -> int:
+    from .budgets import budget_table, run_budget_study
+
+    _check_ray_cpus(args)
+    ray = ({"address": args.ray_address, "local_cpus": args.ray_cpus, "local_gpus": args.ray_gpus}
+           if args.ray or args.ray_address else None)
+    study = run_budget_study(args.task, args.preset, args.seeds, args.multipliers, args.run_dir, base=args.base,
+                             updates=args.updates, overrides=_settings(args), device=args.device,
+                             progress=not args.quiet, ray=ray)
+    if args.out:
+        _write_json(args.out, study)
+    print(budget_table(study))
+    print(f"written to {Path(args.run_dir) / 'budget.json'}")
+    return 0
+
+
 def _cmd_designs(args) -> int:
     from .designs import design_table, run_designs
 
@@ -483,7 +517,7 @@ def main(argv: list[str] | None = None) -> int:
         return {"train": _cmd_train, "eval": _cmd_eval, "bench": _cmd_bench, "baseline": _cmd_baseline,
                 "sweep": _cmd_sweep, "gpu-check": _cmd_gpu_check, "compare": _cmd_compare,
                 "designs": _cmd_designs, "report": _cmd_report, "stopping": _cmd_stopping,
-                "option-quality": _cmd_option_quality}[
+                "option-quality": _cmd_option_quality, "budget": _cmd_budget}[
             args.command](args)
     except UserError as error:
         print(f"rl_i2it: error: {error}", file=sys.stderr)

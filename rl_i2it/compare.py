@@ -96,6 +96,8 @@ CONTRASTS = {
     "plan_shuffled": ("does the plan carry anything? (rl vs rl_plan_shuffled)", "rl", "rl_plan_shuffled"),
     "plan_zero": ("does the plan carry anything? (rl vs rl_plan_zero)", "rl", "rl_plan_zero"),
 }
+#: units by their training cost at equal updates (a cascade update is k passes; rl also evaluates its plan controls)
+LONGEST_FIRST = ("cascade", "rl", "aux_only", "one_step", "per_pair_optimisation")
 CASCADE_CAP = 10  #: the default k is the policy's T, capped here (each update costs k forward/backward passes)
 VALIDATION_PAIRS, VALIDATION_SEED = 64, 7_331
 PER_PAIR = {"iterations": 300, "lr": 0.1}
@@ -147,7 +149,7 @@ class _Comparison:
     """One comparison's settings, run directory and evaluation task (shared by every method's evaluation)."""
 
     def __init__(self, task: str, preset: str, seeds, updates, run_dir, overrides, device, cascade_steps,
-                 smooth_weights, methods, progress, sweep=("one_step", "cascade")):
+                 smooth_weights, methods, progress, sweep=("one_step",)):
         if task not in TASKS:
             raise UserError(f"unknown task {task!r}; choose one of: {', '.join(sorted(TASKS))}")
         self.preset = resolve_preset(preset)
@@ -373,8 +375,10 @@ class _Comparison:
                 if not (self.run_dir / "results" / f"sweep-{unit}-w{weight:g}.json").exists()]
 
     def jobs(self) -> list[tuple[int, str]]:
-        """The (seed, unit) trainings still to run, in order."""
-        return [(seed, unit) for seed in self.seeds for unit in self.units() if not self.done(unit, seed)]
+        """The (seed, unit) trainings still to run, the longest units first (``LONGEST_FIRST``: two Ray workers
+        then finish together instead of one waiting on a cascade started last)."""
+        order = sorted(self.units(), key=LONGEST_FIRST.index)
+        return [(seed, unit) for unit in order for seed in self.seeds if not self.done(unit, seed)]
 
     def run_job(self, seed: int, unit: str) -> None:
         self.say(f"{unit}, seed {seed} ({self.updates} updates)")
@@ -485,10 +489,11 @@ def _mean_per_step(rows: list[list[float]]) -> list[float]:
 def run_comparison(task: str, preset: str = "auto", seeds=(0, 1, 2), updates: int | None = None, run_dir=None,
                    overrides: dict | None = None, device: str = "auto", cascade_steps: int | None = None,
                    smooth_weights=None, methods=None, progress: bool = True,
-                   sweep=("one_step", "cascade"), ray: dict | None = None) -> dict:
+                   sweep=("one_step",), ray: dict | None = None) -> dict:
     """Run (or resume) a comparison; returns what ``DIR/comparison.json`` holds (see the module docstring).
     ``sweep``: which of one_step and cascade choose their smoothness weight from ``smooth_weights`` (the others
-    use the config's). ``ray``: run every (method, seed) as a Ray task, 1 CPU each (and 1 GPU on a CUDA
+    use the config's; by default only the one-step network sweeps: its single field is penalised once, while the
+    cascade, like ``aux_only`` and ``rl``, penalises every application with the per-step weight). ``ray``: run every (method, seed) as a Ray task, 1 CPU each (and 1 GPU on a CUDA
     device); its keys: ``address`` (an existing cluster), ``local_cpus``/``local_gpus`` (bound a local
     instance started for the comparison)."""
     arguments = dict(task=task, preset=preset, seeds=seeds, updates=updates, run_dir=run_dir, overrides=overrides,

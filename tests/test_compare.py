@@ -30,7 +30,7 @@ def digits_comparison(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("compare") / "digits"
     comparison = run_comparison("digits", "smoke", seeds=(0, 1, 2), updates=6, run_dir=run_dir,
                                 overrides=overrides("digits"), device="cpu", cascade_steps=2,
-                                smooth_weights=(0.5, 1.0), progress=False)
+                                smooth_weights=(0.5, 1.0), sweep=("one_step", "cascade"), progress=False)
     return run_dir, comparison
 
 
@@ -97,7 +97,7 @@ def test_resume_reuses_finished_runs(digits_comparison, tmp_path):
     (run_dir / "results" / "aux_only-seed1.json").unlink()
     again = run_comparison("digits", "smoke", seeds=(0, 1, 2), updates=6, run_dir=run_dir,
                            overrides=overrides("digits"), device="cpu", cascade_steps=2, smooth_weights=(0.5, 1.0),
-                           progress=False)
+                           sweep=("one_step", "cascade"), progress=False)
     for path, stamp in stamps.items():
         if path.name != "aux_only-seed1.json":
             assert path.stat().st_mtime_ns == stamp, path.name  # not recomputed
@@ -258,7 +258,7 @@ def test_missing_runs_and_sweep_points_run_as_ray_tasks(digits_comparison, tmp_p
         (copy / "results" / name).unlink()
     again = run_comparison("digits", "smoke", seeds=(0, 1, 2), updates=6, run_dir=copy, overrides=overrides("digits"),
                            device="cpu", cascade_steps=2, smooth_weights=(0.5, 1.0), progress=True,
-                           ray={"local_cpus": 2})
+                           sweep=("one_step", "cascade"), ray={"local_cpus": 2})
     out = capsys.readouterr().out
     assert not ray.is_initialized(), "the local instance started for the comparison is shut down after it"
     assert "cascade 1.0 done on Ray" in out and "1 aux_only done on Ray" in out and "2 one_step done on Ray" in out

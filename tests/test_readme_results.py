@@ -16,9 +16,10 @@ DESIGNS = sorted((ROOT / "figures" / "designs").glob("*.json"))  # python -m rl_
 STOPPING = sorted((ROOT / "figures" / "stopping").glob("*.json"))  # python -m rl_i2it stopping
 SPEEDUPS = sorted((ROOT / "figures" / "compute").glob("ablate-*.json"))  # bench --ablate (make ablations)
 QUALITY = sorted((ROOT / "figures" / "compute").glob("quality-*.json"))  # python -m rl_i2it option-quality
+BUDGETS = sorted((ROOT / "figures" / "budgets").glob("*.json"))  # python -m rl_i2it budget
 COMMAND = ("python -m rl_i2it report --readme README.md --chapters notebooks --figures figures/synthesis "
            "figures/comparisons/*.json figures/designs/*.json figures/stopping/*.json figures/compute/ablate-*.json "
-           "figures/compute/quality-*.json")
+           "figures/compute/quality-*.json figures/budgets/*.json")
 
 
 def test_committed_comparisons_are_valid():
@@ -33,9 +34,9 @@ def test_readme_block_is_what_the_files_say():
     text = (ROOT / "README.md").read_text()
     block = re.search(re.escape(BEGIN) + r".*?" + re.escape(END), text, re.S)
     assert block, "README.md has no generated results block"
-    assert block.group(0) == readme_block(COMPARISONS + DESIGNS + STOPPING + SPEEDUPS + QUALITY), (
-        f"README.md's results differ from the files in figures/comparisons, figures/designs, figures/stopping and "
-        f"figures/compute/ablate-* and quality-*: run {COMMAND}")
+    assert block.group(0) == readme_block(COMPARISONS + DESIGNS + STOPPING + SPEEDUPS + QUALITY + BUDGETS), (
+        f"README.md's results differ from the files in figures/comparisons, figures/designs, figures/stopping, "
+        f"figures/compute/ablate-* and quality-* and figures/budgets: run {COMMAND}")
     assert COMMAND in text, "the README names the command that generates its results"
 
 
@@ -123,3 +124,15 @@ def test_quality_checks_render_without_an_ablation_file():
     block = readme_block(COMPARISONS[:1] + QUALITY)
     assert "### Execution options on this CPU" in block and "What an option does to the result" in block
     assert "interleaved over" not in block, "no ablation file: no ablation table"
+
+
+def test_the_solutions_state_the_committed_budget_studies(tmp_path):
+    """Chapters 10 and 11's solutions carry the generated table of their task's committed budget study."""
+    import shutil
+
+    from rl_i2it.report import update_solutions
+
+    assert {json.loads(p.read_text())["task"] for p in BUDGETS} >= {"digits", "face"}, (
+        "figures/budgets/ holds the digits and face studies (python -m rl_i2it budget --out)")
+    shutil.copytree(ROOT / "notebooks" / "solutions", tmp_path / "solutions")
+    assert update_solutions(tmp_path, BUDGETS) == [], f"the solutions' budget tables are stale: run {COMMAND}"
