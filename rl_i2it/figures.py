@@ -175,7 +175,7 @@ def step_panel(writer: FigureWriter, entry: FigureTask, run: Path | None, why_mi
     ax.set_title(f"{entry.task}: {entry.shows.split(',')[0]}, step by step ({writer.index.preset}, seed "
                  f"{read_config(run)['seed']})", fontsize=9)
     sidecar = source.with_suffix(".json")
-    writer.save(fig, name, [run], source_figure=str(source),
+    writer.save(fig, name, [run], source_figure=str(source), palette_colours=256,
                 source_provenance=json.loads(sidecar.read_text()) if sidecar.exists() else None)
     return fig
 

@@ -403,14 +403,30 @@ def git_commit() -> str:
 
 
 def save_figure(fig, path, runs: list[str] | None = None, config: dict | None = None, seed: int | None = None,
-                **extra) -> Path:
-    """Save ``fig`` (PNG) with a provenance sidecar ``<name>.json``: runs, config, seed, commit, date."""
+                palette_colours: int | None = None, **extra) -> Path:
+    """Save ``fig`` (PNG) with a provenance sidecar ``<name>.json``: runs, config, seed, commit, date.
+    ``palette_colours``: store the PNG with that many colours (``quantize_png``; for image grids a reviewer keeps in
+    git: about 4x smaller, the sidecar says so)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120, bbox_inches="tight")
+    if palette_colours:
+        quantize_png(path, palette_colours)
+        extra["palette_colours"] = palette_colours
     sidecar = {"figure": path.name, "runs": runs or [], "config": config, "seed": seed, "commit": git_commit(),
                "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), **extra}
     path.with_suffix(".json").write_text(json.dumps(sidecar, indent=2, default=str))
+    return path
+
+
+def quantize_png(path, colours: int = 256) -> Path:
+    """Rewrite the PNG at ``path`` with an adaptive palette of ``colours`` colours (median cut), in place."""
+    from PIL import Image
+
+    path = Path(path)
+    with Image.open(path) as image:
+        quantized = image.convert("RGB").quantize(colours, method=Image.Quantize.MEDIANCUT)
+    quantized.save(path, optimize=True)
     return path
 
 

@@ -101,3 +101,23 @@ def test_contrasts_figure_has_a_row_per_task_and_preset():
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     assert sorted(labels) == sorted(f"{c['task']} ({c['preset']})" for c in comparisons)
     plt.close(fig)
+
+
+def test_a_palette_figure_is_smaller_and_says_so(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from rl_i2it.viz import save_figure
+
+    noise = np.random.default_rng(0).random((64, 256, 3))
+    paths = {}
+    for colours in (None, 256):
+        fig, ax = plt.subplots(figsize=(6, 2))
+        ax.imshow(noise)
+        paths[colours] = save_figure(fig, tmp_path / f"{colours}.png", palette_colours=colours)
+        plt.close(fig)
+    with Image.open(paths[256]) as image:
+        assert image.mode == "P" and len(image.getcolors(maxcolors=1024)) <= 256
+    assert paths[256].stat().st_size < paths[None].stat().st_size
+    assert json.loads(paths[256].with_suffix(".json").read_text())["palette_colours"] == 256
+    assert "palette_colours" not in json.loads(paths[None].with_suffix(".json").read_text())
