@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UserError
+from .stats import paired
 
 __all__ = ["run_budget_study", "budget_study", "budget_table", "budget_section", "KIND"]
 
@@ -51,9 +52,10 @@ def budget_study(base_dir, longer_dirs) -> dict:
     for folder in map(Path, longer_dirs):
         longer = load_comparison(folder)
         differ = [k for k in ("task", "preset", "seeds") if longer[k] != base[k]]
-        if differ or longer["budget"]["batch_size"] != base["budget"]["batch_size"]:
-            raise UserError(f"{folder} differs from the reference {base_dir} in {differ or ['batch_size']}; a budget "
-                            f"study needs the same task, preset, seeds and batch size")
+        differ += [k for k in ("batch_size", "overrides") if longer["settings"].get(k) != base["settings"].get(k)]
+        if differ:
+            raise UserError(f"{folder} differs from the reference {base_dir} in {differ}; a budget study needs the "
+                            f"same task, preset, seeds, batch size and config overrides")
         if "one_step" not in longer["methods"]:
             raise UserError(f"{folder}: no one_step runs; run compare with --methods one_step --updates N")
         rows.append(_row(longer, folder, np.array(_items(folder, "one_step", base["seeds"])), reference, one_step_b,
@@ -68,8 +70,6 @@ def budget_study(base_dir, longer_dirs) -> dict:
 
 
 def _row(comparison: dict, folder: Path, items, reference, one_step_b, budget: int, higher: bool) -> dict:
-    from .stats import paired
-
     entry = comparison["methods"]["one_step"]
     return {"updates": entry["updates"], "multiplier": entry["updates"] / budget, "final": entry["final"],
             "sd": entry["sd"], "ci95": entry["ci95"], "train_seconds": entry["train_seconds"],

@@ -45,12 +45,17 @@ def test_the_longer_budget_is_paired_against_aux_only_and_itself(study_dir):
     assert f"| aux_only ({study['aux_only']['updates']}) |" in table
 
 
-def test_a_longer_run_must_share_the_reference_seeds(study_dir, tmp_path):
+def test_a_longer_run_must_share_the_reference_seeds_and_config(study_dir, tmp_path):
     two_seeds = tmp_path / "two"
     run_comparison("digits", "smoke", seeds=(0, 1), updates=8, run_dir=two_seeds, methods=["one_step"],
                    overrides=OVERRIDES, device="cpu", progress=False)
     with pytest.raises(UserError, match=r"differs from the reference .* in \['seeds'\]"):
         budget_study(study_dir / "base", [two_seeds])
+    other_config = tmp_path / "other"
+    run_comparison("digits", "smoke", seeds=(0, 1, 2), updates=8, run_dir=other_config, methods=["one_step"],
+                   overrides={**OVERRIDES, "ncc_window": 5}, device="cpu", progress=False)
+    with pytest.raises(UserError, match=r"differs from the reference .* in \['overrides'\]"):
+        budget_study(study_dir / "base", [other_config])
     with pytest.raises(UserError, match=r"--multipliers must be numbers > 1"):
         run_budget_study("digits", "smoke", (0, 1, 2), [1], tmp_path / "one", overrides=OVERRIDES)
 
