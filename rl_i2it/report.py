@@ -8,6 +8,7 @@ so is the "measured" bullet of each task chapter's summary (``--chapters noteboo
 ``answers(comparison)``             one plain sentence per question of ``compare.CONTRASTS``
 ``diagnostics_line(comparison)``    the rl policy's plan distribution and the plan's effect on the action
 ``task_section(comparison)``        a task's heading, protocol line, table, answers and diagnostics
+``reproduce_command(comparison)``   the ``compare`` command line that reruns it (every non-default setting)
 ``scorecard(comparisons)``          the paper's claim per task beside what the controls measured
 ``readme_block(paths)``             every section + the scorecard, as the README holds it (and the
                                     plan-authority designs' tables of any ``designs.json`` among them)
@@ -26,11 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .compare import comparison_table, load_comparison
-from .config import PRESETS
+from .compare import CASCADE_CAP, comparison_table, load_comparison, rl_updates
+from .config import PRESETS, make_config
 from .errors import UserError
 
-__all__ = ["answers", "diagnostics_line", "task_section", "scorecard", "readme_block", "update_readme", "BEGIN",
+__all__ = ["answers", "diagnostics_line", "task_section", "reproduce_command", "scorecard", "readme_block", "update_readme", "BEGIN",
            "contrast_frame", "task_verdict", "HEADLINE_CONTRASTS",
            "END", "CLAIMS", "CHAPTERS", "measured_summary", "update_chapters", "result_kind", "stopping_section",
            "write_figures"]
@@ -97,6 +98,34 @@ def diagnostics_line(comparison: dict) -> str | None:
             f"(plan zeroed), relative L2")
 
 
+def _yaml_value(value) -> str:
+    return "[" + ",".join(str(v) for v in value) + "]" if isinstance(value, (list, tuple)) else str(value)
+
+
+def reproduce_command(comparison: dict) -> str:
+    """``python -m rl_i2it compare ...`` with every setting of ``comparison`` that differs from what the command
+    does by default (the cascade's k, the budget, the swept weights, the config overrides), so a reader reruns
+    exactly what was measured."""
+    settings, task, preset = comparison["settings"], comparison["task"], comparison["preset"]
+    words = ["python -m rl_i2it compare", f"--task {task}", f"--preset {preset}",
+             "--seeds " + " ".join(str(s) for s in comparison["seeds"])]
+    overrides = settings.get("overrides") or {}
+    base = make_config(task, preset, **{k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()})
+    if settings["updates"] != rl_updates(base):
+        words.append(f"--updates {settings['updates']}")
+    if settings["cascade_steps"] != min(settings["evaluation_steps"], CASCADE_CAP):
+        words.append(f"--cascade-steps {settings['cascade_steps']}")
+    weight = getattr(base, "smooth_weight", None)
+    weights = settings.get("smooth_weights") or []
+    if weight is not None and [round(w, 9) for w in weights] != [round(w, 9) for w in (weight / 3, weight, 3 * weight)]:
+        words.append("--smooth-weights " + " ".join(f"{w:g}" for w in weights))
+    swept = settings.get("swept")
+    if swept is not None and len(weights) > 1 and swept != ["one_step"]:
+        words.append("--sweep " + " ".join(swept))
+    words += [f"--set {k}={_yaml_value(v)}" for k, v in overrides.items()]
+    return " ".join(words + ["--run-dir DIR"])
+
+
 def task_section(comparison: dict, level: int = 3) -> str:
     """A task's heading, budget and protocol line, the table, the answers and the diagnostics (markdown)."""
     budget, settings = comparison["budget"], comparison["settings"]
@@ -113,7 +142,7 @@ def task_section(comparison: dict, level: int = 3) -> str:
         notes.append("cascade: the config's smoothness weight (not swept)")
     if settings.get("overrides"):
         notes.append(f"overrides {settings['overrides']}")
-    body = "; ".join(notes) + ".\n\n" + comparison_table(comparison) + "\n"
+    body = "; ".join(notes) + f".\n\nRerun: `{reproduce_command(comparison)}`\n\n" + comparison_table(comparison) + "\n"
     body += "".join(f"- {line}\n" for line in answers(comparison))
     line = diagnostics_line(comparison)
     if line:

@@ -14,7 +14,6 @@ read-only by default (no lock, nothing written), so evaluating a run that is sti
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -32,7 +31,7 @@ from .config import TrainConfig, check_field_types, from_yaml, to_yaml
 from .device import resolve_device
 from .errors import UserError
 from .evaluate import EvalResult
-from .nn.execution import compile_modules
+from .nn.execution import autocast, compile_modules
 from .planner import sample_plan
 from .rundir import LOCK_FILE, RunDirLock, os_error_to_user_error, read_metrics_jsonl, remove_leftover_temp_files
 from .tasks import make_task
@@ -213,9 +212,7 @@ class Trainer:
     def _autocast(self):
         """bfloat16 autocast of the forward passes when ``cfg.amp == "bf16"`` (plans, Q values, actions and losses
         come out in float32 where they meet the SAC losses); a no-op otherwise."""
-        if self.cfg.amp != "bf16":
-            return contextlib.nullcontext()  # fp32: not even a disabled autocast context (it changes CPU kernels)
-        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return autocast(self.cfg.amp, self.device)
 
     # ------------------------------------------------------------------ collect
     @torch.no_grad()

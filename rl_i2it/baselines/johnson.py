@@ -18,8 +18,10 @@ import torch
 from torch import nn
 
 from ..evaluate import EvalResult
+from ..nn.execution import apply_memory_format, autocast, in_layout_of
 from ..nn.transformer_net import TransformerNet, width_for_parameters
-from ..tasks.image_style import ImageStyleTask, StyleConfig
+from ..tasks import make_task
+from ..tasks.image_style import StyleConfig
 
 __all__ = ["JohnsonPolicy", "train_style_baseline", "KIND"]
 
@@ -48,9 +50,10 @@ def train_style_baseline(cfg: StyleConfig, seconds: float, device: torch.device,
     ``artifacts["_networks"]``: ``{"transformer": net}``.
     """
     torch.manual_seed(cfg.seed)
-    task = ImageStyleTask(cfg, device)
+    task = make_task(cfg, device)  # its frozen VGG in the config's layout, as the RL learner's
     policy_parameters = sum(p.numel() for m in (task.planner, task.actor) for p in m.parameters())
     net = TransformerNet(width_for_parameters(policy_parameters, cfg.baseline_blocks), cfg.baseline_blocks).to(device)
+    apply_memory_format(net, cfg.memory_format)
     optimiser = torch.optim.Adam(net.parameters(), lr=lr)
     batch_size = batch_size or cfg.batch_size
     generator = torch.Generator(device=device).manual_seed(cfg.seed + 2)
@@ -58,7 +61,9 @@ def train_style_baseline(cfg: StyleConfig, seconds: float, device: torch.device,
     while time.perf_counter() - started < seconds and (max_iterations is None or iterations < max_iterations):
         index = torch.randint(0, task.bank.shape[0], (batch_size,), device=device, generator=generator)
         content = task.bank[index]
-        loss = task.objective(net(content.float() / 255.0), content)["total"].mean()
+        with autocast(cfg.amp, device):  # the config's precision, as the RL learner's
+            image = net(in_layout_of(content.float() / 255.0, net)).float()
+            loss = task.objective(image, content)["total"].mean().float()
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()

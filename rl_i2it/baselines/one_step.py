@@ -20,6 +20,7 @@ import torch
 
 from ..config import TrainConfig
 from ..evaluate import EvalResult
+from ..nn.execution import autocast
 from ..policy import PlannerPolicy
 from ..tasks import make_task
 from ..tasks.base import adversary_update
@@ -55,14 +56,15 @@ def train_one_step_network(cfg: TrainConfig, seconds: float, device: torch.devic
     while time.perf_counter() - started < seconds and (max_iterations is None or iterations < max_iterations):
         batch = task.initial_batch(episodes)  # first states (and a target where the loss needs one)
         regulariser = 0.0
-        for application in range(cascade):
-            if application:
-                regulariser = regulariser + task.cascade_regulariser(batch, action)
-                batch = task.cascade_next(batch, action)
-            dist, skips, _ = planner(batch["obs"])
-            action = actor(dist.mean, skips)
-        adversary_update(task, batch, action, iterations)  # the GAN phase, as in the RL learner
-        loss = task.aux_loss(batch, dist.mean, action, iterations).loss + regulariser
+        with autocast(cfg.amp, device):  # the config's precision, as the RL learner's
+            for application in range(cascade):
+                if application:
+                    regulariser = regulariser + task.cascade_regulariser(batch, action)
+                    batch = task.cascade_next(batch, action)
+                dist, skips, _ = planner(batch["obs"])
+                action = actor(dist.mean, skips).float()
+            adversary_update(task, batch, action, iterations)  # the GAN phase, as in the RL learner
+            loss = task.aux_loss(batch, dist.mean, action, iterations).loss.float() + regulariser
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()

@@ -12,9 +12,11 @@ from torch import nn
 from ..data.videos import synthetic_next
 from ..envs.video_style import MemoryCodec
 from ..evaluate import EvalResult
+from ..nn.execution import apply_memory_format, autocast, in_layout_of
 from ..nn.transformer_net import TransformerNet, width_for_parameters
 from ..planner import as_float_image
-from ..tasks.video_style import VideoStyleConfig, VideoStyleTask, temporal_error
+from ..tasks import make_task
+from ..tasks.video_style import VideoStyleConfig, temporal_error
 
 __all__ = ["train_per_frame_baseline", "FramePolicy", "PER_FRAME_KIND"]
 
@@ -40,9 +42,10 @@ def train_per_frame_baseline(cfg: VideoStyleConfig, seconds: float, device: torc
     network's outputs on a frame and on its synthetic next frame) for ``seconds`` of wall time; evaluated with
     the task's protocol at one step per frame. ``max_iterations`` stops it earlier (tests)."""
     torch.manual_seed(cfg.seed)
-    task = VideoStyleTask(cfg, device)
+    task = make_task(cfg, device)  # its frozen VGG in the config's layout, as the RL learner's
     target = sum(p.numel() for m in (task.planner, task.actor) for p in m.parameters())
     net = TransformerNet(width_for_parameters(target, cfg.baseline_blocks), cfg.baseline_blocks).to(device)
+    apply_memory_format(net, cfg.memory_format)
     optimiser = torch.optim.Adam(net.parameters(), lr=lr)
     batch_size = batch_size or cfg.batch_size
     generator = torch.Generator(device=device).manual_seed(cfg.seed + 2)
@@ -50,11 +53,13 @@ def train_per_frame_baseline(cfg: VideoStyleConfig, seconds: float, device: torc
     iterations, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds and (max_iterations is None or iterations < max_iterations):
         content = frames[torch.randint(0, len(frames), (batch_size,), device=device, generator=generator)]
-        image = net(content.float() / 255)
-        loss = task.objective(image, content)["total"].mean()
-        if cfg.temporal_weight > 0:
-            following, flow, valid = synthetic_next(content, generator, cfg.flow_magnitude)
-            loss = loss + cfg.temporal_weight * temporal_error(image, net(following.float() / 255), flow, valid).mean()
+        with autocast(cfg.amp, device):  # the config's precision, as the RL learner's
+            image = net(in_layout_of(content.float() / 255, net)).float()
+            loss = task.objective(image, content)["total"].mean().float()
+            if cfg.temporal_weight > 0:
+                following, flow, valid = synthetic_next(content, generator, cfg.flow_magnitude)
+                following = net(in_layout_of(following.float() / 255, net)).float()
+                loss = loss + cfg.temporal_weight * temporal_error(image, following, flow, valid).mean().float()
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()

@@ -18,9 +18,11 @@ import torch
 from torch import nn
 
 from ..evaluate import EvalResult
+from ..nn.execution import apply_memory_format, autocast, in_layout_of
 from ..nn.unet_generator import UNetGenerator
 from ..tasks.base import adversary_update
-from ..tasks.photo_translation import PhotoConfig, PhotoTranslationTask
+from ..tasks import make_task
+from ..tasks.photo_translation import PhotoConfig
 
 __all__ = ["Pix2PixPolicy", "train_pix2pix_baseline", "KIND"]
 
@@ -50,8 +52,9 @@ def train_pix2pix_baseline(cfg: PhotoConfig, seconds: float, device: torch.devic
     ``artifacts["_networks"]``: ``generator``, ``discriminator``.
     """
     torch.manual_seed(cfg.seed)
-    task = PhotoTranslationTask(cfg, device)
-    generator = UNetGenerator(cfg.baseline_widths, dropout=cfg.baseline_dropout).to(device)
+    task = make_task(cfg, device)  # its D and VGG in the config's layout, as the RL learner's
+    generator = apply_memory_format(UNetGenerator(cfg.baseline_widths, dropout=cfg.baseline_dropout).to(device),
+                                    cfg.memory_format)
     optimiser = torch.optim.Adam(generator.parameters(), lr=lr, betas=(0.5, 0.999))
     batch_size = batch_size or cfg.batch_size
     sampler, draws = task.env.sampler, torch.Generator(device=device).manual_seed(cfg.seed + 2)
@@ -59,9 +62,10 @@ def train_pix2pix_baseline(cfg: PhotoConfig, seconds: float, device: torch.devic
     while time.perf_counter() - started < seconds and (max_iterations is None or iterations < max_iterations):
         episode = sampler.sample(batch_size, draws)
         batch = {"source": episode["source"], "target": episode["target"]}
-        image = generator(episode["source"])
-        adversary_update(task, batch, image, iterations)  # D unclipped, as pix2pix (and this baseline before)
-        loss = task.aux_loss(batch, None, image, iterations).loss
+        with autocast(cfg.amp, device):  # the config's precision, as the RL learner's
+            image = generator(in_layout_of(episode["source"], generator)).float()
+            adversary_update(task, batch, image, iterations)  # D unclipped, as pix2pix (and this baseline before)
+            loss = task.aux_loss(batch, None, image, iterations).loss.float()
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip > 0:
