@@ -17,7 +17,6 @@ import torch
 from torch import nn
 
 from .nn.blocks import ConvBlock, conv
-from .nn.execution import in_layout_of
 from .planner import Planner, as_float_image
 
 __all__ = ["TwinCritic", "make_target"]
@@ -48,7 +47,7 @@ class TwinCritic(nn.Module):
         )
 
     def forward(self, state: torch.Tensor, plan: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = in_layout_of(as_float_image(state), self.encoder)
+        x = as_float_image(state)
         batch = x.shape[0]
         features = self.encoder(x.repeat(1, 2, *([1] * (x.dim() - 2))))  # (B, 2W, *grid)
         features = features.view(batch, 2, -1, *self.plan_grid)

@@ -28,7 +28,6 @@ from torch import nn
 from torch.distributions import Independent, Normal
 
 from .nn.blocks import ConvBlock, conv
-from .nn.execution import in_layout_of
 
 __all__ = ["Planner", "ChannelSlice", "MaskedImage", "as_float_image", "sample_plan", "LOG_STD_MIN", "LOG_STD_MAX"]
 
@@ -116,7 +115,7 @@ class Planner(nn.Module):
         return (first,) + self.widths[:-1]
 
     def forward(self, state: torch.Tensor, hidden: torch.Tensor | None = None):
-        x = in_layout_of(as_float_image(state), self.levels[0])  # also the actor's first skip
+        x = as_float_image(state)
         skips = [x]
         for level in self.levels:
             x = level(x)

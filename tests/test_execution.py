@@ -171,26 +171,6 @@ def test_option_quality_pairs_two_comparisons_and_refuses_mismatches(tmp_path, c
         capsys.readouterr().out
 
 
-def test_in_layout_of_follows_the_modules_weights():
-    conv = nn.Conv2d(2, 3, 3)
-    x = torch.rand(4, 2, 8, 8)
-    assert execution.in_layout_of(x, conv) is x, "contiguous weights: the input is left as it is"
-    apply_memory_format(conv, "channels_last")
-    moved = execution.in_layout_of(x, conv)
-    assert moved.is_contiguous(memory_format=torch.channels_last) and not moved.is_contiguous()
-    assert torch.equal(moved, x)
-    assert execution.in_layout_of(x, nn.Linear(2, 2)) is x, "no weight of the input's rank"
-    volume = torch.rand(1, 2, 4, 4, 4)
-    assert execution.in_layout_of(volume, apply_memory_format(nn.Conv3d(2, 2, 3), "channels_last")) \
-        .is_contiguous(memory_format=torch.channels_last_3d)
-
-
-def test_the_planner_hands_the_actor_its_state_in_the_networks_layout():
-    built = make_task(make_config("digits", "smoke", **TINY["digits"]), "cpu")
-    _, skips, _ = built.planner(built.env.reset(seed=0))
-    assert all(s.is_contiguous(memory_format=torch.channels_last) for s in skips), "no skip left in NCHW"
-
-
 def test_autocast_is_a_null_context_off_and_refuses_unknown_values():
     with execution.autocast("off", torch.device("cpu")):
         assert not torch.is_autocast_enabled("cpu")

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..evaluate import EvalResult
-from ..nn.execution import apply_memory_format, autocast, in_layout_of
+from ..nn.execution import apply_memory_format, autocast
 from ..nn.transformer_net import TransformerNet, width_for_parameters
 from ..tasks import make_task
 from ..tasks.image_style import StyleConfig
@@ -62,7 +62,7 @@ def train_style_baseline(cfg: StyleConfig, seconds: float, device: torch.device,
         index = torch.randint(0, task.bank.shape[0], (batch_size,), device=device, generator=generator)
         content = task.bank[index]
         with autocast(cfg.amp, device):  # the config's precision, as the RL learner's
-            image = net(in_layout_of(content.float() / 255.0, net)).float()
+            image = net(content.float() / 255.0).float()
             loss = task.objective(image, content)["total"].mean().float()
         optimiser.zero_grad(set_to_none=True)
         loss.backward()

@@ -12,7 +12,7 @@ from torch import nn
 from ..data.videos import synthetic_next
 from ..envs.video_style import MemoryCodec
 from ..evaluate import EvalResult
-from ..nn.execution import apply_memory_format, autocast, in_layout_of
+from ..nn.execution import apply_memory_format, autocast
 from ..nn.transformer_net import TransformerNet, width_for_parameters
 from ..planner import as_float_image
 from ..tasks import make_task
@@ -54,11 +54,11 @@ def train_per_frame_baseline(cfg: VideoStyleConfig, seconds: float, device: torc
     while time.perf_counter() - started < seconds and (max_iterations is None or iterations < max_iterations):
         content = frames[torch.randint(0, len(frames), (batch_size,), device=device, generator=generator)]
         with autocast(cfg.amp, device):  # the config's precision, as the RL learner's
-            image = net(in_layout_of(content.float() / 255, net)).float()
+            image = net(content.float() / 255).float()
             loss = task.objective(image, content)["total"].mean().float()
             if cfg.temporal_weight > 0:
                 following, flow, valid = synthetic_next(content, generator, cfg.flow_magnitude)
-                following = net(in_layout_of(following.float() / 255, net)).float()
+                following = net(following.float() / 255).float()
                 loss = loss + cfg.temporal_weight * temporal_error(image, following, flow, valid).mean().float()
         optimiser.zero_grad(set_to_none=True)
         loss.backward()

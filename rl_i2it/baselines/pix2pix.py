@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..evaluate import EvalResult
-from ..nn.execution import apply_memory_format, autocast, in_layout_of
+from ..nn.execution import apply_memory_format, autocast
 from ..nn.unet_generator import UNetGenerator
 from ..tasks.base import adversary_update
 from ..tasks import make_task
@@ -63,7 +63,7 @@ def train_pix2pix_baseline(cfg: PhotoConfig, seconds: float, device: torch.devic
         episode = sampler.sample(batch_size, draws)
         batch = {"source": episode["source"], "target": episode["target"]}
         with autocast(cfg.amp, device):  # the config's precision, as the RL learner's
-            image = generator(in_layout_of(episode["source"], generator)).float()
+            image = generator(episode["source"]).float()
             adversary_update(task, batch, image, iterations)  # D unclipped, as pix2pix (and this baseline before)
             loss = task.aux_loss(batch, None, image, iterations).loss.float()
         optimiser.zero_grad(set_to_none=True)

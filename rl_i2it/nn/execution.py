@@ -31,7 +31,7 @@ from torch import nn
 
 from ..config import MEMORY_FORMATS
 
-__all__ = ["MEMORY_FORMATS", "apply_memory_format", "in_layout_of", "autocast", "task_modules", "compile_modules", "c_compiler"]
+__all__ = ["MEMORY_FORMATS", "apply_memory_format", "autocast", "task_modules", "compile_modules", "c_compiler"]
 
 _BY_RANK = {4: torch.channels_last, 5: torch.channels_last_3d}
 
@@ -47,20 +47,6 @@ def apply_memory_format(module: nn.Module, memory_format: str) -> nn.Module:
             if tensor.dim() in _BY_RANK:
                 tensor.data = tensor.data.contiguous(memory_format=_BY_RANK[tensor.dim()])
     return module
-
-
-def in_layout_of(x: torch.Tensor, module: nn.Module) -> torch.Tensor:
-    """``x`` (``(B, C, *S)``) in the layout of ``module``'s first weight of the same rank: NHWC (NDHWC) where
-    ``apply_memory_format`` put the weights there, ``x`` itself otherwise (a no-op for the contiguous layout).
-
-    A network's input arrives in NCHW (from the env, the buffer, a warp); left so, oneDNN reorders it at the first
-    convolution, and the planner's first skip, which is the input itself, is concatenated in NCHW with NHWC features
-    in the actor, forward and backward (``aten::copy_`` and ``aten::cat`` were 15 % of a digits cascade update)."""
-    layout = _BY_RANK.get(x.dim())
-    weight = next((p for p in module.parameters() if p.dim() == x.dim()), None)
-    if layout is None or weight is None or weight.is_contiguous() or not weight.is_contiguous(memory_format=layout):
-        return x
-    return x.contiguous(memory_format=layout)
 
 
 def autocast(amp: str, device: torch.device):
