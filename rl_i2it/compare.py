@@ -104,6 +104,18 @@ PER_PAIR = {"iterations": 300, "lr": 0.1}
 
 
 # ---------------------------------------------------------------------------------------------- budget
+def default_cascade_steps(evaluation_steps: int) -> int:
+    """The cascade's k when ``--cascade-steps`` is not given: the policy's T, capped at ``CASCADE_CAP``."""
+    return min(evaluation_steps, CASCADE_CAP)
+
+
+def default_smooth_weights(cfg: TrainConfig) -> tuple[float, ...]:
+    """The smoothness weights swept when ``--smooth-weights`` is not given: a third of, equal to and three times
+    the config's (none for a task without one)."""
+    w = getattr(cfg, "smooth_weight", None)
+    return () if w is None else (w / 3, w, 3 * w)
+
+
 def rl_updates(cfg: TrainConfig) -> int:
     """The learner updates ``Trainer.train`` makes for ``cfg`` (the same credit arithmetic, step by step)."""
     credit, updates, env_steps = 0.0, 0, 0
@@ -175,12 +187,11 @@ class _Comparison:
         self.methods = tuple(m for m in METHODS if m in wanted and (self.registration or m not in REGISTRATION_ONLY))
         steps = getattr(base, "frame_steps", None) or base.eval_steps
         self.period = steps  # T: the steps of one evaluation episode (of one frame for video)
-        self.cascade_steps = int(cascade_steps or min(steps, CASCADE_CAP))
+        self.cascade_steps = int(cascade_steps or default_cascade_steps(steps))
         if self.cascade_steps < 1:
             raise UserError(f"--cascade-steps must be >= 1; got {cascade_steps}")
         if smooth_weights is None:
-            w = getattr(base, "smooth_weight", None)
-            smooth_weights = (w / 3, w, 3 * w) if self.registration else ()
+            smooth_weights = default_smooth_weights(base)
         elif smooth_weights and not self.registration:
             raise UserError(f"--smooth-weights applies to the registration tasks only; {task} has no smoothness "
                             f"weight")

@@ -27,12 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .compare import CASCADE_CAP, comparison_table, load_comparison, rl_updates
+from .compare import comparison_table, default_cascade_steps, default_smooth_weights, load_comparison, rl_updates
 from .config import PRESETS, make_config
 from .errors import UserError
 
-__all__ = ["answers", "diagnostics_line", "task_section", "reproduce_command", "scorecard", "readme_block", "update_readme", "BEGIN",
-           "contrast_frame", "task_verdict", "HEADLINE_CONTRASTS",
+__all__ = ["answers", "diagnostics_line", "task_section", "reproduce_command", "scorecard", "readme_block",
+           "update_readme", "BEGIN", "contrast_frame", "task_verdict", "HEADLINE_CONTRASTS",
            "END", "CLAIMS", "CHAPTERS", "measured_summary", "update_chapters", "result_kind", "stopping_section",
            "write_figures"]
 
@@ -113,11 +113,10 @@ def reproduce_command(comparison: dict) -> str:
     base = make_config(task, preset, **{k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()})
     if settings["updates"] != rl_updates(base):
         words.append(f"--updates {settings['updates']}")
-    if settings["cascade_steps"] != min(settings["evaluation_steps"], CASCADE_CAP):
+    if settings["cascade_steps"] != default_cascade_steps(settings["evaluation_steps"]):
         words.append(f"--cascade-steps {settings['cascade_steps']}")
-    weight = getattr(base, "smooth_weight", None)
     weights = settings.get("smooth_weights") or []
-    if weight is not None and [round(w, 9) for w in weights] != [round(w, 9) for w in (weight / 3, weight, 3 * weight)]:
+    if [round(w, 9) for w in weights] != [round(w, 9) for w in default_smooth_weights(base)]:
         words.append("--smooth-weights " + " ".join(f"{w:g}" for w in weights))
     swept = settings.get("swept")
     if swept is not None and len(weights) > 1 and swept != ["one_step"]:
