@@ -30,8 +30,9 @@ networks pick their smoothness weight from ``smooth_weights`` by Dice on a valid
 Resuming: every finished (method, seed) is a file under ``DIR/results``; an interrupted RL run resumes from its
 checkpoint under ``DIR/runs``. Running again with other settings is refused (use a new ``--run-dir``).
 
-On Ray (``--ray``, ``run_comparison(..., ray={...})``): the sweep points first (the chosen weight is needed by the
-networks), then every missing (seed, unit) as one task of 1 CPU (1 GPU on CUDA), through ``ray_pool``; each task
+On Ray (``--ray``, ``run_comparison(..., ray={...})``): every missing (seed, unit) and sweep point as one task of
+1 CPU (1 GPU on CUDA), through ``ray_pool``, the longest first; the runs of a swept unit start once its sweep points
+are done (they need the chosen weight), after the long runs rather than before them; each task
 writes its own result file, so the summary afterwards is the same as a sequential run's.
 """
 from __future__ import annotations
@@ -391,6 +392,16 @@ class _Comparison:
         order = sorted(self.units(), key=LONGEST_FIRST.index)
         return [(seed, unit) for unit in order for seed in self.seeds if not self.done(unit, seed)]
 
+    def first_ray_phase(self) -> list[tuple]:
+        """What Ray can start at once: every sweep point and every run that does not wait on a chosen weight, the
+        longest first (a sweep point trains the unit it sweeps, so it takes that unit's place). The runs of the swept
+        units follow once the points are done (``jobs()`` then): one barrier, after the long runs, not before them."""
+        points = self.sweep_points()
+        waiting = {unit for unit, _ in points}
+        jobs = [("run", seed, unit) for seed, unit in self.jobs() if unit not in waiting]
+        jobs += [("sweep", unit, weight) for unit, weight in points]
+        return sorted(jobs, key=lambda job: LONGEST_FIRST.index(job[2] if job[0] == "run" else job[1]))
+
     def run_job(self, seed: int, unit: str) -> None:
         self.say(f"{unit}, seed {seed} ({self.updates} updates)")
         if unit in ("rl", "aux_only"):
@@ -525,8 +536,8 @@ def _run_remote(job: tuple, arguments: dict) -> None:
 
 
 def _run_on_ray(comparison: "_Comparison", ray_options: dict) -> None:
-    """The sweep points first (the runs need the chosen weights), then every (seed, unit), each a Ray task; a
-    failed task is named and the driver goes on (what it leaves undone runs in the driver afterwards)."""
+    """``first_ray_phase`` (the sweep points beside every run that needs no chosen weight), then the rest, each a
+    Ray task; a failed task is named and the driver goes on (what it leaves undone runs in the driver afterwards)."""
     from .ray_pool import map_unordered, ray_session
 
     gpus = 1.0 if comparison.device.type == "cuda" else 0.0
@@ -535,8 +546,7 @@ def _run_on_ray(comparison: "_Comparison", ray_options: dict) -> None:
     with ray_session(f"compare {comparison.base.task}", 1.0, gpus, ray_options.get("address"),
                      ray_options.get("local_cpus"), ray_options.get("local_gpus"),
                      fix="raise --ray-cpus/--ray-gpus or use a cluster") as ray:
-        for phase in (lambda: [("sweep", u, w) for u, w in comparison.sweep_points()],
-                      lambda: [("run", seed, unit) for seed, unit in comparison.jobs()]):
+        for phase in (comparison.first_ray_phase, lambda: [("run", seed, unit) for seed, unit in comparison.jobs()]):
             jobs = phase()
             for done, (job, _, error) in enumerate(map_unordered(ray, _run_remote, jobs, 1.0, gpus,
                                                                  arguments=arguments), 1):

@@ -23,7 +23,8 @@ column                      meaning
 
 Paired verdicts use ``stats.paired`` on the per-(seed, item) scores: every run is evaluated on the same items, and
 seed ``s`` shares its data order, so designs pair with the reference. A design becomes a preset's default only where
-it beats ``aux_only`` and ``cascade`` significantly (the conservative rule of ``stats``).
+it beats ``aux_only`` and ``cascade`` significantly (the conservative rule of ``stats``). ``designs.json`` keeps the
+reference's ``settings`` (``reference_settings``: the cascade's k, the swept weights), which the README names.
 """
 from __future__ import annotations
 
@@ -160,7 +161,8 @@ def run_designs(task: str, preset: str = "auto", seeds=(0, 1, 2), run_dir=None, 
                        methods=DESIGN_METHODS)
     reference = load_comparison(reference_dir)
     result = {"task": task, "preset": reference["preset"], "seeds": reference["seeds"], "budget": reference["budget"],
-              "metric": reference["metric"], "reference": str(reference_dir), "overrides": dict(overrides or {}),
+              "metric": reference["metric"], "reference": str(reference_dir),
+              "reference_settings": reference.get("settings"), "overrides": dict(overrides or {}),
               "rows": design_rows(reference_dir, design_dirs)}
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "designs.json", json.dumps(result, indent=1))

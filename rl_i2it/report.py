@@ -199,7 +199,11 @@ def designs_section(result: dict, level: int = 3) -> str:
     overrides = result.get("overrides") or {}
     if overrides:
         head += ", every run (the reference's too) with " + ", ".join(f"{k}={v}" for k, v in overrides.items())
-    return head + "\n\n" + design_table(result["rows"], result["metric"]["name"]) + "\n"
+    settings = result.get("reference_settings")
+    cascade = (f"cascade k = {settings['cascade_steps']}" if settings and "cascade_steps" in settings
+               else "the cascade's k is not recorded in this older file")
+    note = f"vs aux_only, vs cascade: against the reference comparison's controls; {cascade}."
+    return head + "\n\n" + note + "\n\n" + design_table(result["rows"], result["metric"]["name"]) + "\n"
 
 
 def result_kind(path: Path) -> str:

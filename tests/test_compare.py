@@ -267,3 +267,21 @@ def test_missing_runs_and_sweep_points_run_as_ray_tasks(digits_comparison, tmp_p
         assert again["methods"][method]["per_seed"] == pytest.approx(comparison["methods"][method]["per_seed"],
                                                                      rel=1e-4), method
     assert again["smoothness_sweep"] == comparison["smoothness_sweep"]
+
+
+def test_ray_starts_the_long_runs_beside_the_sweep_points(tmp_path):
+    """The first Ray phase holds every sweep point and every run that needs no chosen weight, the longest first
+    (a point at the place of the unit it trains); the swept unit's runs wait for the second phase."""
+    from rl_i2it.compare import _Comparison
+
+    comparison = _Comparison("digits", "smoke", (0, 1), 6, tmp_path, overrides("digits"), "cpu", 2, (0.5, 1.0),
+                             None, False, sweep=("one_step",))
+    first = comparison.first_ray_phase()
+    assert first[:2] == [("run", 0, "cascade"), ("run", 1, "cascade")]
+    assert ("sweep", "one_step", 0.5) in first and ("sweep", "one_step", 1.0) in first
+    assert not any(job[0] == "run" and job[2] == "one_step" for job in first)
+    units = [job[2] if job[0] == "run" else job[1] for job in first]
+    assert units == sorted(units, key=("cascade", "rl", "aux_only", "one_step", "per_pair_optimisation").index)
+    both = _Comparison("digits", "smoke", (0, 1), 6, tmp_path / "both", overrides("digits"), "cpu", 2, (0.5, 1.0),
+                       None, False, sweep=("one_step", "cascade"))
+    assert [job for job in both.first_ray_phase() if job[0] == "run"][0] == ("run", 0, "rl")  # cascade waits too

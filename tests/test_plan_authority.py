@@ -177,6 +177,7 @@ def test_q_rank_correlation_is_a_correlation_and_leaves_the_env_alone():
 def test_designs_run_side_by_side_against_the_reference_controls(tmp_path, capsys):
     from rl_i2it.__main__ import main
     from rl_i2it.designs import design_table, run_designs
+    from rl_i2it.report import designs_section
     from rl_i2it.viz import alpha_sigma_traces
     from test_task_contract import LOOP, TINY
 
@@ -194,6 +195,8 @@ def test_designs_run_side_by_side_against_the_reference_controls(tmp_path, capsy
     assert rows["default"]["vs_aux_only"] == rows["default"]["vs_own_aux_only"]
     assert rows["gate"]["final"] != rows["default"]["final"]  # the gate changes what is trained
     assert "| gate |" in design_table(result["rows"], result["metric"]["name"])
+    assert result["reference_settings"]["cascade_steps"] == 2  # the README names the k the cascade column used
+    assert "controls; cascade k = 2." in designs_section(result)
     assert all(len(r["traces"]) == 3 and r["traces"]["0"][-1]["sigma"] > 0 for r in result["rows"])
     figure = alpha_sigma_traces(result["rows"])
     assert [len(ax.lines) for ax in figure.axes] == [2, 3, 2]  # a line per design (+ the σ bound)
