@@ -38,7 +38,8 @@ def _execution(parser: argparse.ArgumentParser) -> None:
     """How the networks run (what ``bench --ablate`` measures); the numbers they compute stay the same."""
     parser.add_argument("--amp", default=None, choices=("off", "bf16"),
                         help="bf16: the networks' forward passes under bfloat16 autocast (the same as --set amp=bf16; "
-                             "default: the config's, off)")
+                             "default: the config's, off); faster only on a CPU with AVX512-BF16 or AMX (bench --json: "
+                             "cpu_native_bf16), elsewhere a warning")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the planner, actor and critics (the same as --set compile=true; needs a C "
                              "compiler on the CPU, else a warning and eager; off by default: on the 2-core CPU it "
@@ -194,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     quality.add_argument("off_dir", help="compare --run-dir with the option off (e.g. --amp off)")
     quality.add_argument("on_dir", help="compare --run-dir with the option on (e.g. --amp bf16)")
     quality.add_argument("--method", default="rl", help="the method compared (default: %(default)s)")
+    quality.add_argument("--apart", action="store_true",
+                         help="the two comparisons ran at different times: pair their scores, not their seconds")
     quality.add_argument("--out", default=None, help="also write the JSON to this file (atomically; "
                                                      "figures/compute/quality-*.json feed the README's table)")
 
@@ -336,7 +339,7 @@ def _cmd_bench(args) -> int:
 def _cmd_option_quality(args) -> int:
     from .speedups import option_quality, option_quality_table
 
-    check = option_quality(args.option, args.off_dir, args.on_dir, args.method)
+    check = option_quality(args.option, args.off_dir, args.on_dir, args.method, side_by_side=not args.apart)
     if args.out:
         _write_json(args.out, check)
     print(option_quality_table([check]))

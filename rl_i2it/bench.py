@@ -31,6 +31,7 @@ import torch
 
 from .config import make_config
 from .errors import UserError
+from .nn.execution import cpu_has_native_bf16
 from .planner import sample_plan
 from .device import resolve_device
 from .train import Trainer
@@ -70,6 +71,8 @@ def machine_description(device: torch.device) -> dict:
     info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
             "device": str(device)}
+    if device.type == "cpu":
+        info["cpu_native_bf16"] = cpu_has_native_bf16()  # where --amp bf16 pays (the README's execution options)
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info

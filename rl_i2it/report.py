@@ -271,7 +271,8 @@ def speedups_section(reports: list[dict], checks: list[dict] = (), level: int = 
         text += ("\nWhat an option does to the result: the same method, seeds and learner updates trained with it "
                  "off and on (`python -m rl_i2it compare ... --amp off|bf16`, then `python -m rl_i2it "
                  "option-quality`); the training seconds ran two at a time, one thread each, the two arms side by "
-                 "side.\n\n" + option_quality_table(sorted(checks, key=_task_order)) + "\n")
+                 "side, unless a row says the arms ran apart (then only the scores pair: the machine's speed "
+                 "drifts between runs).\n\n" + option_quality_table(sorted(checks, key=_task_order)) + "\n")
     return text
 
 

@@ -129,11 +129,12 @@ def speedups_table(reports: list[dict]) -> str:
     return "\n".join(rows)
 
 
-def option_quality(option: str, off_dir, on_dir, method: str = "rl") -> dict:
+def option_quality(option: str, off_dir, on_dir, method: str = "rl", side_by_side: bool = True) -> dict:
     """Does an execution option change what training reaches? Two ``compare`` run directories of the same task,
     preset, seeds and budget, ``--set OPTION=<off>`` in ``off_dir`` and ``<on>`` in ``on_dir`` (their settings
-    must say so): each arm's final score, interval and training seconds per seed, and the paired difference
-    on − off over (seeds, held-out items) with ``stats.paired``'s verdict."""
+    must say so, or the preset's value where a run left the option alone): each arm's final score, interval and training seconds per seed, and the paired difference
+    on − off over (seeds, held-out items) with ``stats.paired``'s verdict. ``side_by_side=False``: the two arms
+    ran at different times, so their seconds are kept but not compared (the table says so)."""
     from pathlib import Path
 
     from .compare import load_comparison
@@ -144,7 +145,10 @@ def option_quality(option: str, off_dir, on_dir, method: str = "rl") -> dict:
     arms = {}
     for side, folder, expected in zip(("off", "on"), (Path(off_dir), Path(on_dir)), OPTIONS[option]):
         comparison = load_comparison(folder)
-        value = comparison["settings"].get("overrides", {}).get(option)
+        overrides = comparison["settings"].get("overrides", {})
+        # not overridden: the preset's own value (a default compare run is the off arm of amp and compile)
+        value = overrides[option] if option in overrides else getattr(
+            make_config(comparison["task"], comparison["preset"]), option)
         if str(value) != str(expected):
             raise UserError(f"{folder}: its comparison ran with {option}={value!r}, not the {side} arm's "
                             f"{expected!r}; rerun compare with --set {option}=...")
@@ -169,7 +173,7 @@ def option_quality(option: str, off_dir, on_dir, method: str = "rl") -> dict:
             "method": method, "seeds": off["seeds"], "budget": off["budget"], "metric": off["metric"],
             "off_value": OPTIONS[option][0], "on_value": OPTIONS[option][1],
             "off": summary(off), "on": summary(on), "on_minus_off": paired(on_items, off_items, higher),
-            "sources": [str(off_dir), str(on_dir)]}
+            "side_by_side": bool(side_by_side), "sources": [str(off_dir), str(on_dir)]}
 
 
 def option_quality_table(checks: list[dict]) -> str:
@@ -179,12 +183,13 @@ def option_quality_table(checks: list[dict]) -> str:
     for c in checks:
         d = c["on_minus_off"]
         verdict = "significant" if d["significant"] else "not significant"
+        seconds = (f"{sorted(c['off']['train_seconds'])[len(c['seeds']) // 2]:.0f} → "
+                   f"{sorted(c['on']['train_seconds'])[len(c['seeds']) // 2]:.0f}" if c.get("side_by_side", True)
+                   else "— (the arms ran apart)")
         rows.append(
             f"| {c['task']} ({c['preset']}), {c['method']}, {len(c['seeds'])} seeds; {c['metric']['name']} "
             f"({'higher' if c['metric']['higher_is_better'] else 'lower'} is better) | {c['option']}: {c['off_value']} "
             f"→ {c['on_value']} | {c['off']['final']:.3f} [{c['off']['ci95'][0]:.3f}, {c['off']['ci95'][1]:.3f}] | "
             f"{c['on']['final']:.3f} [{c['on']['ci95'][0]:.3f}, {c['on']['ci95'][1]:.3f}] | {d['difference']:+.4f} "
-            f"[{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}], {verdict} | "
-            f"{sorted(c['off']['train_seconds'])[len(c['seeds']) // 2]:.0f} → "
-            f"{sorted(c['on']['train_seconds'])[len(c['seeds']) // 2]:.0f} |")
+            f"[{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}], {verdict} | {seconds} |")
     return "\n".join(rows)

@@ -151,16 +151,21 @@ def test_option_quality_pairs_two_comparisons_and_refuses_mismatches(tmp_path, c
     from rl_i2it.speedups import option_quality, option_quality_table
 
     dirs = {}
-    for amp, seeds in (("off", (0, 1, 2)), ("bf16", (0, 1, 2)), ("bf16-two", (0, 1))):
+    for amp, seeds in (("off", (0, 1, 2)), ("bf16", (0, 1, 2)), ("bf16-two", (0, 1)), ("default", (0, 1, 2))):
         dirs[amp] = tmp_path / amp
+        chosen = {} if amp == "default" else {"amp": amp.split("-")[0]}
         run_comparison("digits", "smoke", seeds=seeds, updates=3, run_dir=dirs[amp], methods=["rl"],
-                       overrides={**LOOP, **TINY["digits"], "amp": amp.split("-")[0]}, device="cpu", progress=False)
+                       overrides={**LOOP, **TINY["digits"], **chosen}, device="cpu", progress=False)
     check = option_quality("amp", dirs["off"], dirs["bf16"])
+    # a run that left amp alone is the off arm (the preset's value), and pairs the same
+    assert option_quality("amp", dirs["default"], dirs["bf16"])["on_minus_off"] == check["on_minus_off"]
     assert (check["off_value"], check["on_value"]) == ("off", "bf16") and check["seeds"] == [0, 1, 2]
     difference = check["on_minus_off"]
     expected = sum(check["on"]["per_seed"]) / 3 - sum(check["off"]["per_seed"]) / 3
     assert difference["difference"] == pytest.approx(expected, abs=1e-6)
     assert "amp: off → bf16" in option_quality_table([check])
+    apart = option_quality("amp", dirs["off"], dirs["bf16"], side_by_side=False)
+    assert "the arms ran apart" in option_quality_table([apart]) and "ran apart" not in option_quality_table([check])
     with pytest.raises(UserError, match=r"ran with amp='bf16', not the off arm's 'off'"):
         option_quality("amp", dirs["bf16"], dirs["off"])
     with pytest.raises(UserError, match=r"differ in \['seeds'\]"):
@@ -211,3 +216,25 @@ def test_baselines_train_in_the_configs_layout_and_precision(task, monkeypatch):
         parameters[amp] = torch.cat([p.detach().flatten() for p in weights])
     assert seen.count("off") == 2 and seen.count("bf16") == 2, seen
     assert not torch.equal(parameters["off"], parameters["bf16"]), "bf16 changed the arithmetic"
+
+
+def test_bf16_on_a_cpu_without_native_bfloat16_warns_once(monkeypatch):
+    import warnings
+
+    from rl_i2it.bench import machine_description
+
+    assert machine_description(torch.device("cpu"))["cpu_native_bf16"] is execution.cpu_has_native_bf16()
+    monkeypatch.setattr(execution, "cpu_has_native_bf16", lambda: False)
+    execution._warn_emulated_bf16.cache_clear()
+    try:
+        with pytest.warns(UserWarning, match="without native bfloat16"):
+            with execution.autocast("bf16", torch.device("cpu")):
+                pass
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with execution.autocast("bf16", torch.device("cpu")):  # once per process, not once per forward pass
+                pass
+            with execution.autocast("off", torch.device("cpu")):
+                pass
+    finally:
+        execution._warn_emulated_bf16.cache_clear()

@@ -10,6 +10,9 @@ function                                                 what
                                                          VGG, a style objective), each once
 ``compile_modules(modules)``                             ``torch.compile`` in place (static shapes); without a C
                                                          compiler a warning and the modules stay eager
+``autocast(amp, device)``                                the forward passes' context for ``amp`` (``"off"``/``"bf16"``)
+``cpu_has_native_bf16()``                                AVX512-BF16 or AMX on this CPU: where ``--amp bf16`` pays;
+                                                         bf16 elsewhere on a CPU warns once (emulated, likely slower)
 =======================================================  ===========================================================
 
 Why channels_last: oneDNN's CPU convolutions work in NHWC; with NCHW weights every convolution, forward and backward,
@@ -21,6 +24,7 @@ floating-point sums are taken in.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import os
 import shutil
@@ -31,7 +35,8 @@ from torch import nn
 
 from ..config import MEMORY_FORMATS
 
-__all__ = ["MEMORY_FORMATS", "apply_memory_format", "autocast", "task_modules", "compile_modules", "c_compiler"]
+__all__ = ["MEMORY_FORMATS", "apply_memory_format", "autocast", "cpu_has_native_bf16", "task_modules", "compile_modules",
+           "c_compiler"]
 
 _BY_RANK = {4: torch.channels_last, 5: torch.channels_last_3d}
 
@@ -49,6 +54,13 @@ def apply_memory_format(module: nn.Module, memory_format: str) -> nn.Module:
     return module
 
 
+@functools.cache
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 in hardware (AVX512-BF16 or AMX tiles: oneDNN's fast bf16 kernels).
+    Without either, bf16 autocast on the CPU is emulated and usually slower than float32."""
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
 def autocast(amp: str, device: torch.device):
     """The forward passes' context for the config field ``amp``: bfloat16 autocast for ``"bf16"``; for ``"off"``
     a null context, not a disabled autocast (which changes which CPU kernels run). Every trainer uses it, the RL
@@ -57,7 +69,16 @@ def autocast(amp: str, device: torch.device):
         return contextlib.nullcontext()
     if amp != "bf16":
         raise ValueError(f"unknown amp {amp!r}; use 'off' or 'bf16'")
+    if device.type == "cpu" and not cpu_has_native_bf16():
+        _warn_emulated_bf16()
     return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+@functools.cache
+def _warn_emulated_bf16() -> None:
+    warnings.warn("amp='bf16' on a CPU without native bfloat16 (neither AVX512-BF16 nor AMX): the kernels are emulated "
+                  "and likely slower than float32; measure with `python -m rl_i2it bench --ablate amp` or use --amp off",
+                  stacklevel=3)
 
 
 def task_modules(task) -> list[nn.Module]:
