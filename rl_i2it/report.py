@@ -269,11 +269,11 @@ def speedups_section(reports: list[dict], checks: list[dict] = (), level: int = 
                  + speedups_table(reports) + "\n")
     if checks:
         text += ("\nWhat an option does to the result: the same method, seeds and learner updates trained with it "
-                 "off and on (`python -m rl_i2it compare ... --amp off|bf16` or `--set memory_format=contiguous|channels_last`, "
-                 "then `python -m rl_i2it "
-                 "option-quality`); the training seconds ran two at a time, one thread each, the two arms side by "
-                 "side, unless a row says the arms ran apart (then only the scores pair: the machine's speed "
-                 "drifts between runs).\n\n" + option_quality_table(sorted(checks, key=_task_order)) + "\n")
+                 "off and on (`python -m rl_i2it compare ... --amp off|bf16` or `--set "
+                 "memory_format=contiguous|channels_last`, then `python -m rl_i2it option-quality`); the training "
+                 "seconds ran two at a time, one thread each, the two arms side by side, unless a row says the arms "
+                 "ran apart (then only the scores pair: the machine's speed drifts between runs).\n\n"
+                 + option_quality_table(sorted(checks, key=_task_order)) + "\n")
     return text
 
 

@@ -132,8 +132,9 @@ def speedups_table(reports: list[dict]) -> str:
 def option_quality(option: str, off_dir, on_dir, method: str = "rl", side_by_side: bool = True) -> dict:
     """Does an execution option change what training reaches? Two ``compare`` run directories of the same task,
     preset, seeds and budget, ``--set OPTION=<off>`` in ``off_dir`` and ``<on>`` in ``on_dir`` (their settings
-    must say so, or the preset's value where a run left the option alone): each arm's final score, interval and training seconds per seed, and the paired difference
-    on − off over (seeds, held-out items) with ``stats.paired``'s verdict. ``side_by_side=False``: the two arms
+    must say so, or the preset's value where a run left the option alone): each arm's final score, interval and
+    training seconds per seed, and the paired difference on − off over (seeds, held-out items) with
+    ``stats.paired``'s verdict. ``side_by_side=False``: the two arms
     ran at different times, so their seconds are kept but not compared (the table says so)."""
     from pathlib import Path
 

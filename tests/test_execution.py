@@ -172,8 +172,8 @@ def test_option_quality_pairs_two_comparisons_and_refuses_mismatches(tmp_path, c
         option_quality("amp", dirs["off"], dirs["bf16-two"])
     out = tmp_path / "quality.json"
     assert main(["option-quality", "--option", "amp", str(dirs["off"]), str(dirs["bf16"]), "--out", str(out)]) == 0
-    assert json.loads(out.read_text())["kind"] == "option_quality" and "| digits (smoke), rl, 3 seeds; dice (higher is better)" in \
-        capsys.readouterr().out
+    assert json.loads(out.read_text())["kind"] == "option_quality"
+    assert "| digits (smoke), rl, 3 seeds; dice (higher is better)" in capsys.readouterr().out
 
 
 def test_autocast_is_a_null_context_off_and_refuses_unknown_values():

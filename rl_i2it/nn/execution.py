@@ -35,8 +35,8 @@ from torch import nn
 
 from ..config import MEMORY_FORMATS
 
-__all__ = ["MEMORY_FORMATS", "apply_memory_format", "autocast", "cpu_has_native_bf16", "task_modules", "compile_modules",
-           "c_compiler"]
+__all__ = ["MEMORY_FORMATS", "apply_memory_format", "autocast", "cpu_has_native_bf16", "task_modules",
+           "compile_modules", "c_compiler"]
 
 _BY_RANK = {4: torch.channels_last, 5: torch.channels_last_3d}
 
@@ -76,9 +76,9 @@ def autocast(amp: str, device: torch.device):
 
 @functools.cache
 def _warn_emulated_bf16() -> None:
-    warnings.warn("amp='bf16' on a CPU without native bfloat16 (neither AVX512-BF16 nor AMX): the kernels are emulated "
-                  "and likely slower than float32; measure with `python -m rl_i2it bench --ablate amp` or use --amp off",
-                  stacklevel=3)
+    warnings.warn("amp='bf16' on a CPU without native bfloat16 (neither AVX512-BF16 nor AMX): the kernels are "
+                  "emulated and likely slower than float32; measure with `python -m rl_i2it bench --ablate amp` or "
+                  "use --amp off", stacklevel=3)
 
 
 def task_modules(task) -> list[nn.Module]:
