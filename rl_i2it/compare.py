@@ -62,7 +62,7 @@ from .tasks import TASKS, make_task
 from .train import Trainer
 
 __all__ = ["METHODS", "DESCRIPTIONS", "SCHEMA_KEYS", "CONTRASTS", "run_comparison", "rl_updates", "env_steps_for_updates",
-           "load_comparison", "comparison_table"]
+           "comparison_config", "load_comparison", "comparison_table"]
 
 METHODS = ("identity", "one_step", "one_step_iterated", "cascade", "aux_only", "rl", "rl_plan_zero",
            "rl_plan_shuffled", "rl_plan_prior", "per_pair_optimisation")
@@ -552,6 +552,14 @@ def _run_on_ray(comparison: "_Comparison", ray_options: dict) -> None:
                                                                  arguments=arguments), 1):
                 comparison.say(f"[{done}/{len(jobs)}] {' '.join(map(str, job[1:]))} "
                                + (f"failed on Ray: {type(error).__name__}: {error}" if error else "done on Ray"))
+
+
+def comparison_config(comparison: dict) -> TrainConfig:
+    """The preset's config with the comparison's ``--set`` overrides (JSON lists back to tuples): every field a run
+    of it trained with, the ones left at the preset's value included (before ``--updates`` changes the budget)."""
+    overrides = comparison["settings"].get("overrides") or {}
+    return make_config(comparison["task"], comparison["preset"],
+                       **{k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()})
 
 
 def load_comparison(path) -> dict:

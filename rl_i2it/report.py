@@ -27,8 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .compare import comparison_table, default_cascade_steps, default_smooth_weights, load_comparison, rl_updates
-from .config import PRESETS, make_config
+from .compare import (comparison_config, comparison_table, default_cascade_steps, default_smooth_weights,
+                      load_comparison, rl_updates)
+from .config import PRESETS
 from .errors import UserError
 
 __all__ = ["answers", "diagnostics_line", "task_section", "reproduce_command", "scorecard", "readme_block",
@@ -110,7 +111,7 @@ def reproduce_command(comparison: dict) -> str:
     words = ["python -m rl_i2it compare", f"--task {task}", f"--preset {preset}",
              "--seeds " + " ".join(str(s) for s in comparison["seeds"])]
     overrides = settings.get("overrides") or {}
-    base = make_config(task, preset, **{k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()})
+    base = comparison_config(comparison)
     if settings["updates"] != rl_updates(base):
         words.append(f"--updates {settings['updates']}")
     if settings["cascade_steps"] != default_cascade_steps(settings["evaluation_steps"]):

@@ -134,11 +134,11 @@ def option_quality(option: str, off_dir, on_dir, method: str = "rl", side_by_sid
     preset, seeds and budget, ``--set OPTION=<off>`` in ``off_dir`` and ``<on>`` in ``on_dir`` (their settings
     must say so, or the preset's value where a run left the option alone): each arm's final score, interval and
     training seconds per seed, and the paired difference on − off over (seeds, held-out items) with
-    ``stats.paired``'s verdict. ``side_by_side=False``: the two arms
-    ran at different times, so their seconds are kept but not compared (the table says so)."""
+    ``stats.paired``'s verdict. ``side_by_side=False``: the two arms ran at different times, so their seconds are
+    kept but not compared (the table says so)."""
     from pathlib import Path
 
-    from .compare import load_comparison
+    from .compare import comparison_config, load_comparison
     from .stats import paired
 
     if option not in OPTIONS or option == "threads":
@@ -146,10 +146,7 @@ def option_quality(option: str, off_dir, on_dir, method: str = "rl", side_by_sid
     arms = {}
     for side, folder, expected in zip(("off", "on"), (Path(off_dir), Path(on_dir)), OPTIONS[option]):
         comparison = load_comparison(folder)
-        overrides = comparison["settings"].get("overrides", {})
-        # not overridden: the preset's own value (a default compare run is the off arm of amp and compile)
-        value = overrides[option] if option in overrides else getattr(
-            make_config(comparison["task"], comparison["preset"]), option)
+        value = getattr(comparison_config(comparison), option)  # a run that left it alone has the preset's value
         if str(value) != str(expected):
             raise UserError(f"{folder}: its comparison ran with {option}={value!r}, not the {side} arm's "
                             f"{expected!r}; rerun compare with --set {option}=...")
